@@ -1,3 +1,28 @@
 """tfprune: magnitude pruning for Keras 3 on TensorFlow."""
 
 __version__ = "0.1.0"
+
+from tfprune import callbacks  # noqa: E402
+from tfprune import masks  # noqa: E402
+from tfprune.prune import prune_low_magnitude, strip_pruning  # noqa: E402
+from tfprune.registry import PrunableLayer  # noqa: E402
+from tfprune.report import sparsity_report  # noqa: E402
+from tfprune.schedules import (  # noqa: E402
+    ConstantSparsity,
+    PolynomialDecay,
+    PruningSchedule,
+)
+from tfprune.wrappers import PruneLowMagnitude  # noqa: E402
+
+__all__ = [
+    "ConstantSparsity",
+    "PolynomialDecay",
+    "PrunableLayer",
+    "PruneLowMagnitude",
+    "PruningSchedule",
+    "callbacks",
+    "masks",
+    "prune_low_magnitude",
+    "sparsity_report",
+    "strip_pruning",
+]

@@ -1,0 +1,129 @@
+"""Callbacks: `UpdatePruningStep` (required while training) and `PruningSummaries`.
+
+Neither overrides a per-batch hook, so Keras keeps its asynchronous dispatch: the
+per-step work (step counting, mask updates) runs inside the compiled train step
+(see `tfprune.wrappers`).
+"""
+
+import logging
+import warnings
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfprune.wrappers import collect_wrappers, link_groups
+
+__all__ = ["UpdatePruningStep", "PruningSummaries"]
+
+logger = logging.getLogger("tfprune")
+
+
+def _require_wrappers(model, who):
+    wrappers = collect_wrappers(model)
+    if not wrappers:
+        raise ValueError(
+            f"`{who}` was given a model with no pruned layers. Wrap the model with "
+            f"`tfprune.prune_low_magnitude` first. Received: model={model.name!r}"
+        )
+    return wrappers
+
+
+class UpdatePruningStep(keras.callbacks.Callback):
+    """Tracks the pruning step of every pruned layer; required in `model.fit`.
+
+    At the start of training it links the pruning groups (also after loading a
+    saved model) and enables step tracking; the steps themselves are counted in
+    the compiled train step. At the end it warns if no layer ever reached a mask
+    update (e.g. `frequency` larger than the number of steps: tfmot #973 prunes
+    nothing silently).
+
+    Example:
+
+    >>> import keras, numpy as np, tfprune
+    >>> model = tfprune.prune_low_magnitude(
+    ...     keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)]),
+    ...     tfprune.ConstantSparsity(0.5, begin_step=0, frequency=1))
+    >>> model.compile("sgd", "mse")
+    >>> _ = model.fit(np.ones((4, 4)), np.ones((4, 2)), verbose=0,
+    ...               callbacks=[tfprune.callbacks.UpdatePruningStep()])
+    """
+
+    def on_train_begin(self, logs=None):
+        self._wrappers = _require_wrappers(self.model, "UpdatePruningStep")
+        link_groups(self._wrappers)
+        for w in self._wrappers:
+            w._step_tracked = True
+
+    def on_train_end(self, logs=None):
+        never = [
+            w.name
+            for w in self._wrappers
+            if w.built and int(w.last_update_step.numpy()) < 0
+        ]
+        if never:
+            steps = int(self._wrappers[0].pruning_step.numpy())
+            schedule = self._wrappers[0].pruning_schedule
+            message = (
+                f"tfprune: training ended after {steps} steps without any mask update "
+                f"for {len(never)} pruned layer(s) ({', '.join(never[:5])}"
+                f"{', ...' if len(never) > 5 else ''}): NOTHING WAS PRUNED. The schedule "
+                f"{schedule!r} first updates at step {schedule.begin_step}; lower "
+                "`begin_step`/`frequency` or train for more steps."
+            )
+            logger.warning(message)
+            warnings.warn(message, RuntimeWarning, stacklevel=2)
+
+
+class PruningSummaries(keras.callbacks.Callback):
+    """Writes each pruned layer's sparsity and threshold to TensorBoard.
+
+    Scalars `<layer>/sparsity` (fraction of masked entries over all its pruned
+    weights) and `<layer>/threshold` (smallest kept score at the last update:
+    |w| for weights, the unit's sum of squares for units) are written at the end
+    of every epoch, at step `optimizer.iterations`.
+
+    Args:
+        log_dir: directory for the event files.
+
+    Example:
+
+    >>> cb = tfprune.callbacks.PruningSummaries(log_dir="/tmp/logs")  # doctest: +SKIP
+    """
+
+    def __init__(self, log_dir):
+        super().__init__()
+        if not isinstance(log_dir, (str, bytes)) and not hasattr(log_dir, "__fspath__"):
+            raise ValueError(
+                f"Argument `log_dir` must be a path. Received: log_dir={log_dir!r}"
+            )
+        self.log_dir = str(log_dir)
+        self._writer = None
+
+    def on_train_begin(self, logs=None):
+        self._wrappers = _require_wrappers(self.model, "PruningSummaries")
+        self._writer = tf.summary.create_file_writer(self.log_dir)
+
+    def on_epoch_end(self, epoch, logs=None):
+        step = int(self.model.optimizer.iterations.numpy())
+        with self._writer.as_default():
+            for w in self._wrappers:
+                if not w.built:
+                    continue
+                total = zeros = 0
+                for t in w.targets:
+                    m = t.mask.numpy()
+                    # A unit mask covers every weight of its unit.
+                    scale = int(np.prod(t.variable.shape)) // m.size
+                    total += m.size * scale
+                    zeros += int((m == 0).sum()) * scale
+                tf.summary.scalar(f"{w.name}/sparsity", zeros / max(total, 1), step=step)
+                tf.summary.scalar(f"{w.name}/threshold", float(w.threshold.numpy()), step=step)
+        self._writer.flush()
+
+    def on_train_end(self, logs=None):
+        if self._writer is not None:
+            self._writer.flush()
+
+    def get_config(self):
+        return {"log_dir": self.log_dir}

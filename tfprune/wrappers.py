@@ -1,0 +1,371 @@
+"""`PruneLowMagnitude`: the Keras wrapper that holds masks and updates them in-graph.
+
+How pruning runs inside `model.fit` (no per-batch Python callback):
+
+- Each wrapper holds a non-trainable `pruning_step` (the number of training steps it
+  has seen) and one mask variable per pruned weight.
+- In a training call, the *leader* of a pruning group asks the schedule whether this
+  step is an update step; if so it recomputes the masks of every member (by
+  `tfprune.masks`), writes them and zeroes the masked weights, all in the compiled
+  train step (`tf.cond`). Then every wrapper increments its step.
+- The masks are also installed as the weights' Keras constraints, which the
+  optimizer applies right after each update. So the weights are exactly zero where
+  masked after every step: a checkpoint saved at any time is as sparse as its masks
+  (tfmot leaves masked weights drifting between updates, tfmot #206), and the forward
+  pass needs no extra multiply.
+
+A *group* is the set of wrappers ranked together: one wrapper in `scope="layer"`,
+all wrappers in `scope="global"`, or the layers whose units are coupled (residual
+adds) with `granularity="unit"`. Groups are (re)linked from the wrappers' `group`
+and `unit_group` names by `tfprune.callbacks.UpdatePruningStep` at the start of
+training, so a model loaded from a `.keras` file resumes exactly.
+"""
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras.src.backend.common.stateless_scope import in_stateless_scope
+from keras.src.backend.common.symbolic_scope import in_symbolic_scope
+
+from tfprune import masks as masks_lib
+from tfprune import registry
+from tfprune import schedules
+
+__all__ = ["PruneLowMagnitude", "GRANULARITIES", "check_granularity"]
+
+GRANULARITIES = ("weight", "unit")
+
+_MISSING_CALLBACK = (
+    "Layer `{name}` is being trained but its pruning step is not tracked. Pass "
+    "`tfprune.callbacks.UpdatePruningStep()` to `model.fit(..., callbacks=[...])`. In a "
+    "custom training loop, call `cb = tfprune.callbacks.UpdatePruningStep(); "
+    "cb.set_model(model); cb.on_train_begin()` before the first step."
+)
+
+
+def check_granularity(granularity):
+    if granularity not in GRANULARITIES:
+        raise ValueError(
+            f"Argument `granularity` must be one of {GRANULARITIES}. "
+            f"Received: granularity={granularity!r}"
+        )
+    return granularity
+
+
+class _MaskConstraint:
+    """Variable constraint: the layer's own constraint (if any), then `* mask`."""
+
+    def __init__(self, mask, inner=None):
+        self.mask = mask
+        self.inner = inner
+
+    def __call__(self, w):
+        if self.inner is not None:
+            w = self.inner(w)
+        return w * keras.ops.cast(self.mask, w.dtype)
+
+
+class _Link:
+    """The pruning group a wrapper belongs to (not tracked by Keras)."""
+
+    def __init__(self, members, unit_sets):
+        self.members = members  # wrappers, leader first
+        self.unit_sets = unit_sets  # lists of wrappers sharing one unit mask
+
+    @property
+    def leader(self):
+        return self.members[0]
+
+
+class _Target:
+    """A pruned weight: the variable, its mask variable, and (units) its unit shape."""
+
+    def __init__(self, path, variable, mask, unit_shape=None):
+        self.path = path
+        self.variable = variable
+        self.mask = mask
+        self.unit_shape = unit_shape
+
+
+@keras.saving.register_keras_serializable("tfprune")
+class PruneLowMagnitude(keras.layers.Wrapper):
+    """Wraps a prunable layer; masks its weights on a schedule during training.
+
+    Usually created by `tfprune.prune_low_magnitude`. Arguments are those of
+    `prune_low_magnitude`, plus `group` / `unit_group` (names of the pruning group
+    and of the coupled-unit set, set by `prune_low_magnitude`).
+
+    Example:
+
+    >>> import keras, numpy as np, tfprune
+    >>> layer = tfprune.PruneLowMagnitude(
+    ...     keras.layers.Dense(4), tfprune.ConstantSparsity(0.5, begin_step=0, frequency=1))
+    >>> model = keras.Sequential([keras.Input((3,)), layer])
+    >>> model.compile("sgd", "mse")
+    >>> _ = model.fit(np.ones((8, 3)), np.ones((8, 4)), verbose=0,
+    ...               callbacks=[tfprune.callbacks.UpdatePruningStep()])
+    >>> int((layer.layer.kernel.numpy() == 0).sum())
+    6
+    """
+
+    def __init__(
+        self,
+        layer,
+        pruning_schedule=None,
+        granularity="weight",
+        scope="layer",
+        round_to=1,
+        group=None,
+        unit_group=None,
+        **kwargs,
+    ):
+        if isinstance(layer, PruneLowMagnitude):
+            raise ValueError(
+                f"Layer `{layer.name}` is already wrapped for pruning. Received: "
+                f"layer={layer!r}"
+            )
+        spec = registry.get_spec(layer) if isinstance(layer, keras.layers.Layer) else None
+        if spec is None:
+            raise ValueError(
+                "Argument `layer` must be a prunable Keras layer (Dense, EinsumDense, "
+                "Conv*, SeparableConv*, DepthwiseConv*, Embedding, SimpleRNN/LSTM/GRU, "
+                "MultiHeadAttention, or a `tfprune.PrunableLayer`). "
+                f"Received: layer={layer!r}"
+            )
+        check_granularity(granularity)
+        if granularity == "unit" and spec.unit_kernel is None:
+            raise ValueError(
+                f"Layer `{layer.name}` ({type(layer).__name__}) has no output units to "
+                "prune; use granularity='weight'. Received: granularity='unit'"
+            )
+        kwargs.setdefault("name", f"prune_low_magnitude_{layer.name}")
+        super().__init__(layer, **kwargs)
+        if pruning_schedule is None:
+            pruning_schedule = schedules.ConstantSparsity(0.5, begin_step=0)
+        elif isinstance(pruning_schedule, dict):
+            pruning_schedule = keras.saving.deserialize_keras_object(pruning_schedule)
+        if not isinstance(pruning_schedule, schedules.PruningSchedule):
+            raise ValueError(
+                "Argument `pruning_schedule` must be a `tfprune.PruningSchedule` "
+                f"(ConstantSparsity, PolynomialDecay). Received: "
+                f"pruning_schedule={pruning_schedule!r}"
+            )
+        self.pruning_schedule = pruning_schedule
+        self.granularity = granularity
+        self.scope = masks_lib.check_scope(scope)
+        self.round_to = masks_lib.check_round_to(round_to)
+        self.group = group
+        self.unit_group = unit_group
+        self._spec = spec
+        self._link = None
+        self._step_tracked = False
+        self.supports_masking = getattr(layer, "supports_masking", False)
+
+    # ------------------------------------------------------------------ state
+
+    def build(self, input_shape=None):
+        super().build(input_shape)
+        self._targets = []
+        if self.granularity == "weight":
+            found = [(p, v, None) for p, v in self._spec.weight_targets(self.layer)]
+        else:
+            _, _, found = self._spec.unit_targets(self.layer)
+        if not found:
+            raise ValueError(
+                f"Layer `{self.layer.name}` has no weights to prune after build."
+            )
+        for path, variable, unit_shape in found:
+            mask = self.add_weight(
+                name=f"{path.replace('.', '_').lstrip('_')}_mask",
+                shape=tuple(variable.shape) if unit_shape is None else unit_shape,
+                initializer="ones",
+                dtype=variable.dtype,
+                trainable=False,
+            )
+            self._targets.append(_Target(path, variable, mask, unit_shape))
+            variable.constraint = _MaskConstraint(mask, variable.constraint)
+        self.pruning_step = self.add_weight(
+            name="pruning_step", shape=(), dtype="int64", initializer="zeros",
+            trainable=False,
+        )
+        self.last_update_step = self.add_weight(
+            name="last_update_step", shape=(), dtype="int64",
+            initializer=keras.initializers.Constant(-1), trainable=False,
+        )
+        self.threshold = self.add_weight(
+            name="threshold", shape=(), dtype="float32", initializer="zeros",
+            trainable=False,
+        )
+        self.built = True
+
+    @property
+    def targets(self):
+        """The pruned weights, as `_Target(path, variable, mask, unit_shape)`."""
+        return list(self._targets)
+
+    def masked_weights(self):
+        """`{path: numpy array}` of each pruned weight times its mask."""
+        out = {}
+        for t in self._targets:
+            m = t.mask.numpy()
+            out[t.path] = t.variable.numpy() * m
+        return out
+
+    # ------------------------------------------------------------------ call
+
+    def call(self, inputs, *args, training=None, mask=None, **kwargs):
+        if training and not (in_symbolic_scope() or in_stateless_scope()):
+            if not self._step_tracked:
+                raise RuntimeError(_MISSING_CALLBACK.format(name=self.name))
+            if self._link is not None and self._link.leader is self:
+                self._maybe_update_masks()
+            self.pruning_step.assign_add(1)
+        if mask is not None and getattr(self.layer, "_call_has_mask_arg", False):
+            kwargs["mask"] = mask
+        return self.layer(inputs, *args, training=training, **kwargs)
+
+    def compute_mask(self, inputs, mask=None):
+        return self.layer.compute_mask(inputs, mask)
+
+    # ------------------------------------------------------------------ masks
+
+    def _maybe_update_masks(self):
+        step = self.pruning_step
+        should, sparsity = self.pruning_schedule(step)
+
+        def update():
+            self._update_group_masks(sparsity, step)
+            return tf.constant(True)
+
+        tf.cond(should, update, lambda: tf.constant(False))
+
+    def _update_group_masks(self, sparsity, step):
+        link = self._link
+        if self.granularity == "weight":
+            targets = [t for w in link.members for t in w._targets]
+            scores = [masks_lib.weight_scores(t.variable) for t in targets]
+            keeps = masks_lib.select(scores, sparsity, self.scope, min_keep=1)
+            for t, keep in zip(targets, keeps):
+                self._write_mask(t, tf.reshape(keep, t.variable.shape))
+            owners = [w for w in link.members for _ in w._targets]
+            self._record(owners, scores, keeps, step)
+            return
+        normalize = self.scope == "global"
+        set_scores = []
+        for unit_set in link.unit_sets:
+            total, fan_in = None, 0
+            for w in unit_set:
+                kernel = w._targets[0]
+                s = masks_lib.unit_scores(kernel.variable, kernel.unit_shape)
+                total = s if total is None else total + s
+                fan_in += int(np.prod(kernel.variable.shape)) // int(np.prod(kernel.unit_shape))
+            set_scores.append(total / float(fan_in) if normalize else total)
+        keeps = masks_lib.select(
+            set_scores, sparsity, self.scope, round_to=self.round_to, min_keep=1
+        )
+        for unit_set, keep in zip(link.unit_sets, keeps):
+            for w in unit_set:
+                for t in w._targets:
+                    self._write_mask(t, tf.reshape(keep, t.unit_shape))
+        owners = [us[0] for us in link.unit_sets]
+        self._record(owners, set_scores, keeps, step, per_set=link.unit_sets)
+
+    @staticmethod
+    def _write_mask(target, keep):
+        m = tf.cast(keep, target.mask.dtype)
+        target.mask.assign(m)
+        target.variable.assign(target.variable * m)
+
+    @staticmethod
+    def _record(owners, scores, keeps, step, per_set=None):
+        """Store each wrapper's threshold (smallest kept score) and update step."""
+        sets = per_set or [[o] for o in owners]
+        for members, s, keep in zip(sets, scores, keeps):
+            s = tf.reshape(tf.cast(s, tf.float32), [-1])
+            kept = tf.where(tf.reshape(keep, [-1]), s, tf.constant(np.inf, tf.float32))
+            t = tf.reduce_min(kept)
+            for w in members:
+                w.threshold.assign(t)
+                w.last_update_step.assign(tf.cast(step, tf.int64))
+
+    # ------------------------------------------------------------------ config
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "pruning_schedule": keras.saving.serialize_keras_object(
+                    self.pruning_schedule
+                ),
+                "granularity": self.granularity,
+                "scope": self.scope,
+                "round_to": self.round_to,
+                "group": self.group,
+                "unit_group": self.unit_group,
+            }
+        )
+        return config
+
+
+def link_groups(wrappers):
+    """Link wrappers into pruning groups from their `group` / `unit_group` names.
+
+    `wrappers` is in model order; the first wrapper of each group leads it (it
+    updates the whole group's masks). Wrappers without a group rank alone.
+    Returns the list of groups (`_Link` objects).
+    """
+    groups, order = {}, []
+    for w in wrappers:
+        key = w.group if w.group is not None else ("__alone__", id(w))
+        if key not in groups:
+            groups[key] = []
+            order.append(key)
+        groups[key].append(w)
+    links = []
+    for key in order:
+        members = groups[key]
+        sets, set_order = {}, []
+        for w in members:
+            ukey = w.unit_group if w.unit_group is not None else ("__alone__", id(w))
+            if ukey not in sets:
+                sets[ukey] = []
+                set_order.append(ukey)
+            sets[ukey].append(w)
+        link = _Link(members, [sets[k] for k in set_order])
+        _check_group(link)
+        for w in members:
+            w._link = link
+        links.append(link)
+    return links
+
+
+def _check_group(link):
+    leader = link.leader
+    for w in link.members[1:]:
+        for attr in ("granularity", "scope", "round_to", "pruning_schedule"):
+            if getattr(w, attr) != getattr(leader, attr):
+                raise ValueError(
+                    f"Layers `{leader.name}` and `{w.name}` are in pruning group "
+                    f"{leader.group!r} but differ in `{attr}`: "
+                    f"{getattr(leader, attr)!r} vs {getattr(w, attr)!r}"
+                )
+    if leader.granularity != "unit":
+        return
+    for unit_set in link.unit_sets:
+        sizes = {int(np.prod(w._targets[0].unit_shape)) for w in unit_set if w.built}
+        if len(sizes) > 1:
+            raise ValueError(
+                f"Coupled layers {[w.name for w in unit_set]} have different unit "
+                f"counts {sorted(sizes)}; they cannot share one unit mask."
+            )
+
+
+def collect_wrappers(model):
+    """Every `PruneLowMagnitude` in `model` (nested models included), in order."""
+    if isinstance(model, PruneLowMagnitude):
+        return [model]
+    return [
+        layer
+        for layer in model._flatten_layers(include_self=False, recursive=True)
+        if isinstance(layer, PruneLowMagnitude)
+    ]
