@@ -3,6 +3,7 @@
 __version__ = "0.1.0"
 
 from tfprune import callbacks  # noqa: E402
+from tfprune import datasets  # noqa: E402
 from tfprune import masks  # noqa: E402
 from tfprune.prune import prune_low_magnitude, strip_pruning  # noqa: E402
 from tfprune.registry import PrunableLayer  # noqa: E402
@@ -21,6 +22,7 @@ __all__ = [
     "PruneLowMagnitude",
     "PruningSchedule",
     "callbacks",
+    "datasets",
     "masks",
     "prune_low_magnitude",
     "sparsity_report",
