@@ -49,7 +49,16 @@ def _clone_graph_model(model, clone_layer):
         pending.append((new, copy_weights))
         return new
 
-    clone = keras.models.clone_model(model, clone_function=clone_function, recursive=True)
+    # Like tfmot, return an uncompiled model: keras's clone_model would compile the
+    # clone with a fresh optimizer, which a stripped model then saves for nothing.
+    compiled = getattr(model, "compiled", False)
+    model.compiled = False
+    try:
+        clone = keras.models.clone_model(
+            model, clone_function=clone_function, recursive=True
+        )
+    finally:
+        model.compiled = compiled
     for new, copy_weights in pending:
         copy_weights(new)
     return clone
@@ -296,8 +305,8 @@ def strip_pruning(model):
 
     Every masked weight is exactly zero (masks are applied again when stripping)
     and predictions equal the pruned model's. Sequential/functional models are
-    cloned (the pruned model is untouched); subclassed models are unwrapped in
-    place and returned. A single wrapper gives back a fresh copy of its layer.
+    cloned (the pruned model is untouched) and returned uncompiled, ready to save
+    or convert; subclassed models are unwrapped in place and returned. A single wrapper gives back a fresh copy of its layer.
 
     Example:
 

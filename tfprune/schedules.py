@@ -21,6 +21,7 @@ number the h5 post-processor and `masks.keep_count` see.
 """
 
 import operator
+import warnings
 
 import keras
 from keras import ops
@@ -232,6 +233,16 @@ class PolynomialDecay(PruningSchedule):
             )
         self.power = power
         self.frequency = _check_int("frequency", frequency, 1)
+        if (self.end_step - self.begin_step) % self.frequency:
+            last = self.end_step - (self.end_step - self.begin_step) % self.frequency
+            warnings.warn(
+                f"PolynomialDecay: end_step - begin_step = {self.end_step - self.begin_step} "
+                f"is not a multiple of frequency={self.frequency}, so the last mask update "
+                f"is at step {last}, at sparsity "
+                f"{float(self.sparsity(last)):.4f} < final_sparsity={self.final_sparsity_}. "
+                "Choose end_step = begin_step + a multiple of frequency.",
+                stacklevel=2,
+            )
 
     @property
     def final_sparsity(self):
