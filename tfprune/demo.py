@@ -84,7 +84,9 @@ def run(output_dir="demo_output", sparsity=0.9, dense_epochs=1, prune_epochs=3,
     stripped.save(model_path)
     # Like for like: the weights alone, dense vs pruned (zeros are stored, and compress).
     dense_path, pruned_path = out / "dense.weights.h5", out / "pruned.weights.h5"
-    model.save_weights(dense_path)
+    dense_plain = seed_mlp()  # uncompiled: no optimizer slots in the file
+    dense_plain.set_weights(model.get_weights())
+    dense_plain.save_weights(dense_path)
     stripped.save_weights(pruned_path)
     sizes = {p.name: (os.path.getsize(p), _gzip_size(p)) for p in (dense_path, pruned_path)}
     log("\nWeights on disk (stored dense, so only compression shrinks them):")
