@@ -160,7 +160,7 @@ SPECS_BY_CLASS_NAME.update(
 class _CustomSpec(LayerSpec):
     def weight_targets(self, layer):
         weights = layer.get_prunable_weights()
-        return [(getattr(v, "path", None) or v.name, v) for v in weights]
+        return [(f"{v.name}_{i}" if i else v.name, v) for i, v in enumerate(weights)]
 
 
 def get_spec(layer):

@@ -21,6 +21,8 @@ and `unit_group` names by `tfprune.callbacks.UpdatePruningStep` at the start of
 training, so a model loaded from a `.keras` file resumes exactly.
 """
 
+import re
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -163,6 +165,14 @@ class PruneLowMagnitude(keras.layers.Wrapper):
 
     # ------------------------------------------------------------------ state
 
+    def __call__(self, *args, **kwargs):
+        if not self.layer.built:
+            # Let the inner layer build itself from all its call arguments (a
+            # MultiHeadAttention needs query and value shapes, not just the first).
+            inner_kwargs = {k: v for k, v in kwargs.items() if k != "training"}
+            self.layer(*args, **inner_kwargs)
+        return super().__call__(*args, **kwargs)
+
     def build(self, input_shape=None):
         super().build(input_shape)
         self._targets = []
@@ -176,7 +186,7 @@ class PruneLowMagnitude(keras.layers.Wrapper):
             )
         for path, variable, unit_shape in found:
             mask = self.add_weight(
-                name=f"{path.replace('.', '_').lstrip('_')}_mask",
+                name=re.sub(r"[^A-Za-z0-9_]", "_", path).strip("_") + "_mask",
                 shape=tuple(variable.shape) if unit_shape is None else unit_shape,
                 initializer="ones",
                 dtype=variable.dtype,
