@@ -69,7 +69,9 @@ class UpdatePruningStep(keras.callbacks.Callback):
                 f"for {len(never)} pruned layer(s) ({', '.join(never[:5])}"
                 f"{', ...' if len(never) > 5 else ''}): NOTHING WAS PRUNED. The schedule "
                 f"{schedule!r} first updates at step {schedule.begin_step}; lower "
-                "`begin_step`/`frequency` or train for more steps."
+                "`begin_step`/`frequency` or train for more steps. (A subclassed "
+                "model whose call() has no `training` argument never tells its "
+                "layers they are training: add `training=None` to its signature.)"
             )
             logger.warning(message)
             warnings.warn(message, RuntimeWarning, stacklevel=2)

@@ -72,14 +72,32 @@ def _copy_from(layer):
     return copy
 
 
-def _unit_plan(model, to_wrap):
-    """For unit pruning of a model: (excluded {name: reason}, unit_group of each layer)."""
+def _output_layers(model):
+    """Names of the prunable layers that produce a model output (possibly through
+    layers without weights, e.g. an Activation or Dropout)."""
+    names = set()
+    stack = [t._keras_history.operation for t in model.outputs]
+    while stack:
+        op = stack.pop()
+        if registry.get_spec(op) is not None or isinstance(op, keras.Model):
+            names.add(op.name)
+            continue
+        for node in op._inbound_nodes:
+            stack.extend(t._keras_history.operation for t in node.input_tensors)
+    return names
+
+
+def _unit_plan(model):
+    """For unit pruning of a graph model: (excluded {name: reason}, unit_group by name).
+
+    Uses `tfprune.graph.unit_groups` (coupled units share a mask) when available,
+    else only keeps the output layers' units.
+    """
     try:
         from tfprune import graph
-    except ImportError:  # pragma: no cover - graph analysis ships with shrink
-        graph = None
-    if graph is None or not _is_graph_model(model):
-        return {}, {}
+    except ImportError:
+        excluded = {n: "produces a model output" for n in _output_layers(model)}
+        return excluded, {}
     groups, excluded = graph.unit_groups(model)
     unit_group = {}
     for members in groups:
@@ -209,7 +227,7 @@ def _require_some(result, original):
 def _prune_graph_model(model, options):
     excluded, unit_group = {}, {}
     if options["granularity"] == "unit":
-        excluded, unit_group = _unit_plan(model, None)
+        excluded, unit_group = _unit_plan(model)
         for name, reason in excluded.items():
             logger.info("tfprune: layer %s keeps its units: %s", name, reason)
     skipped = []

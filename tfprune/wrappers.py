@@ -223,15 +223,13 @@ class PruneLowMagnitude(keras.layers.Wrapper):
 
     # ------------------------------------------------------------------ call
 
-    def call(self, inputs, *args, training=None, mask=None, **kwargs):
+    def call(self, inputs, *args, training=None, **kwargs):
         if training and not (in_symbolic_scope() or in_stateless_scope()):
             if not self._step_tracked:
                 raise RuntimeError(_MISSING_CALLBACK.format(name=self.name))
             if self._link is not None and self._link.leader is self:
                 self._maybe_update_masks()
             self.pruning_step.assign_add(1)
-        if mask is not None and getattr(self.layer, "_call_has_mask_arg", False):
-            kwargs["mask"] = mask
         return self.layer(inputs, *args, training=training, **kwargs)
 
     def compute_mask(self, inputs, mask=None):

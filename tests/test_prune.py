@@ -1,0 +1,193 @@
+import keras
+import numpy as np
+import pytest
+
+import tfprune
+from tests.helpers import every_step, fit
+from tfprune import masks
+
+L = keras.layers
+
+
+def sequential():
+    return keras.Sequential([keras.Input((12,)), L.Dense(16, activation="relu"), L.Dropout(0.1),
+                             L.Dense(8, activation="relu"), L.Dense(3)])
+
+
+def functional():
+    inputs = keras.Input((12,))
+    a = L.Dense(16, activation="relu")(inputs)
+    b = L.Dense(16, activation="relu")(inputs)
+    x = L.Add()([a, b])
+    x = L.BatchNormalization()(x)
+    return keras.Model(inputs, L.Dense(3)(x))
+
+
+def nested():
+    inner = keras.Sequential([keras.Input((16,)), L.Dense(8, activation="relu"), L.Dense(8)], name="inner")
+    inputs = keras.Input((12,))
+    x = L.Dense(16, activation="relu")(inputs)
+    return keras.Model(inputs, L.Dense(3)(inner(x)))
+
+
+class Subclassed(keras.Model):
+    def __init__(self):
+        super().__init__()
+        self.d1 = L.Dense(16, activation="relu")
+        self.blocks = [L.Dense(8, activation="relu"), L.Dense(8)]
+        self.norm = L.LayerNormalization()
+        self.out = L.Dense(3)
+
+    def call(self, x, training=None):
+        # Keras only propagates `training` through a call() that declares it.
+        x = self.d1(x)
+        for b in self.blocks:
+            x = b(x)
+        return self.out(self.norm(x))
+
+
+def subclassed():
+    model = Subclassed()
+    model(np.zeros((1, 12), "float32"))
+    return model
+
+
+MODELS = [sequential, functional, nested, subclassed]
+X = np.random.default_rng(0).standard_normal((32, 12)).astype("float32")
+Y = np.random.default_rng(1).standard_normal((32, 3)).astype("float32")
+
+
+def kernels(model):
+    return [(l.name, l.kernel) for l in model._flatten_layers(include_self=False) if isinstance(l, L.Dense)]
+
+
+@pytest.mark.parametrize("make", MODELS, ids=[m.__name__ for m in MODELS])
+def test_every_model_kind_is_pruned_exactly(make):
+    model = make()
+    pruned = tfprune.prune_low_magnitude(model, every_step(0.75))
+    wrappers = [l for l in pruned._flatten_layers(include_self=False) if isinstance(l, tfprune.PruneLowMagnitude)]
+    assert len(wrappers) == len(kernels(model))
+    fit(pruned, X, Y, steps=3)
+    for w in wrappers:
+        k = w.layer.kernel.numpy()
+        assert (k == 0).sum() == k.size - masks.keep_count(k.size, 0.75), w.name
+
+
+@pytest.mark.parametrize("make", MODELS, ids=[m.__name__ for m in MODELS])
+def test_strip_pruning_gives_plain_model_with_equal_predictions(make):
+    pruned = tfprune.prune_low_magnitude(make(), every_step(0.6))
+    fit(pruned, X, Y, steps=2)
+    expected = pruned.predict(X, verbose=0)
+    stripped = tfprune.strip_pruning(pruned)
+    assert not [l for l in stripped._flatten_layers() if isinstance(l, tfprune.PruneLowMagnitude)]
+    np.testing.assert_array_equal(stripped.predict(X, verbose=0), expected)
+    for name, kernel in kernels(stripped):
+        k = kernel.numpy()
+        assert (k == 0).sum() == k.size - masks.keep_count(k.size, 0.6), name
+
+
+@pytest.mark.parametrize("make", [sequential, functional, nested], ids=["sequential", "functional", "nested"])
+def test_graph_models_are_cloned_and_input_left_untouched(make):
+    model = make()
+    before = [w.copy() for w in model.get_weights()]
+    pruned = tfprune.prune_low_magnitude(model, every_step(0.9))
+    fit(pruned, X, Y, steps=2)
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(
+        tfprune.strip_pruning(tfprune.prune_low_magnitude(model, every_step(0.0))).predict(X, verbose=0),
+        model.predict(X, verbose=0), rtol=1e-6, atol=1e-6)
+
+
+def test_strip_re_applies_masks_even_if_weights_were_edited():
+    pruned = tfprune.prune_low_magnitude(sequential(), every_step(0.5))
+    fit(pruned, X, Y, steps=1)
+    wrapper = pruned.layers[0]
+    wrapper.layer.kernel.assign(np.ones(wrapper.layer.kernel.shape, "float32"))
+    stripped = tfprune.strip_pruning(pruned)
+    assert (stripped.layers[0].kernel.numpy() == 0).sum() == 12 * 16 // 2
+
+
+def test_strip_single_wrapper_returns_masked_layer_copy():
+    inputs = keras.Input((12,))
+    wrapper = tfprune.prune_low_magnitude(L.Dense(4), every_step(0.5))
+    model = keras.Model(inputs, wrapper(inputs))
+    fit(model, X, np.ones((32, 4), "float32"), steps=1)
+    layer = tfprune.strip_pruning(wrapper)
+    assert isinstance(layer, L.Dense) and (layer.kernel.numpy() == 0).sum() == 24
+
+
+def test_list_of_layers_wraps_only_prunable_ones():
+    layers = [L.Dense(4), L.ReLU(), L.Conv2D(2, 3)]
+    out = tfprune.prune_low_magnitude(layers)
+    assert [type(l).__name__ for l in out] == ["PruneLowMagnitude", "ReLU", "PruneLowMagnitude"]
+
+
+def test_unsupported_layers_are_left_unpruned():
+    inputs = keras.Input((6, 6, 3))
+    x = L.Conv2D(4, 3)(inputs)
+    x = L.BatchNormalization()(x)
+    x = L.Flatten()(x)
+    model = keras.Model(inputs, L.Dense(2)(x))
+    pruned = tfprune.prune_low_magnitude(model)
+    names = [type(l).__name__ for l in pruned.layers]
+    assert names.count("PruneLowMagnitude") == 2 and "BatchNormalization" in names
+
+
+@pytest.mark.parametrize(
+    "to_prune",
+    [lambda: keras.Sequential([keras.Input((4,)), L.ReLU(), L.BatchNormalization()]), lambda: [L.ReLU()]],
+    ids=["model", "list"],
+)
+def test_nothing_prunable_is_a_clear_error(to_prune):
+    with pytest.raises(ValueError, match="Nothing to prune"):
+        tfprune.prune_low_magnitude(to_prune())
+
+
+def test_bad_to_prune_is_a_clear_error():
+    with pytest.raises(ValueError, match="Received: to_prune=42"):
+        tfprune.prune_low_magnitude(42)
+
+
+def test_global_scope_ranks_all_layers_together():
+    inputs = keras.Input((12,))
+    x = L.Dense(64, kernel_initializer=keras.initializers.RandomNormal(stddev=1.0))(inputs)
+    model = keras.Model(inputs, L.Dense(3, kernel_initializer=keras.initializers.RandomNormal(stddev=0.01))(x))
+    pruned = tfprune.prune_low_magnitude(model, every_step(0.5), scope="global")
+    fit(pruned, X, Y, steps=1, optimizer=keras.optimizers.SGD(0.0))
+    k1, k2 = pruned.layers[1].layer.kernel.numpy(), pruned.layers[2].layer.kernel.numpy()
+    total = k1.size + k2.size
+    assert (k1 == 0).sum() + (k2 == 0).sum() == total - masks.keep_count(total, 0.5)
+    # The small-magnitude layer is pruned far harder, but keeps at least one weight.
+    assert (k2 != 0).sum() >= 1 and (k2 == 0).mean() > (k1 == 0).mean()
+    expected = masks.select_np([np.abs(model.layers[1].kernel.numpy()), np.abs(model.layers[2].kernel.numpy())],
+                               0.5, "global")
+    np.testing.assert_array_equal(k1 != 0, expected[0].reshape(k1.shape))
+
+
+def test_unit_pruning_of_a_model_keeps_output_units():
+    pruned = tfprune.prune_low_magnitude(sequential(), every_step(0.5), granularity="unit")
+    fit(pruned, X, Y, steps=2)
+    stripped = tfprune.strip_pruning(pruned)
+    out_kernel = stripped.layers[-1].kernel.numpy()
+    assert (np.abs(out_kernel).sum(axis=0) > 0).all()
+    first = stripped.layers[0].kernel.numpy()
+    assert (np.abs(first).sum(axis=0) == 0).sum() == 8
+
+
+def test_unit_round_to_keeps_multiples_during_training():
+    model = keras.Sequential([keras.Input((12,)), L.Dense(30), L.Dense(3)])
+    pruned = tfprune.prune_low_magnitude(model, every_step(0.7), granularity="unit", round_to=4)
+    fit(pruned, X, Y, steps=1)
+    kept = int(pruned.layers[0].targets[0].mask.numpy().sum())
+    assert kept % 4 == 0 and kept == masks.round_keep_count(masks.keep_count(30, 0.7), 30, 4)
+
+
+def test_same_results_as_h5_math_for_weight_pruning():
+    model = sequential()
+    originals = [np.abs(k.numpy()) for _, k in kernels(model)]
+    pruned = tfprune.prune_low_magnitude(model, every_step(0.8))
+    fit(pruned, X, Y, steps=1, optimizer=keras.optimizers.SGD(0.0))
+    for (name, kernel), original in zip(kernels(tfprune.strip_pruning(pruned)), originals):
+        expected = masks.select_np([original], 0.8)[0].reshape(original.shape)
+        np.testing.assert_array_equal(kernel.numpy() != 0, expected, err_msg=name)
