@@ -106,7 +106,7 @@ def run(output_dir="demo_output", sparsity=0.9, dense_epochs=1, prune_epochs=3,
 
 
 def register_cli(subparsers):
-    p = subparsers.add_parser("demo", help="end-to-end MNIST demo (prune the seed MLP to 90%)")
+    p = subparsers.add_parser("demo", help="end-to-end MNIST demo (prune the seed MLP to 90%%)")
     p.add_argument("--output-dir", default="demo_output")
     p.add_argument("--sparsity", type=float, default=0.9)
     p.add_argument("--dense-epochs", type=int, default=1)

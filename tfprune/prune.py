@@ -244,12 +244,11 @@ def _prune_graph_model(model, options):
         return _fresh_copy(layer), _copy_from(layer)
 
     pruned = _clone_graph_model(model, clone_layer)
-    if options["granularity"] == "unit" and skipped:
-        warnings.warn(
-            f"tfprune: these layers are not unit-pruned: {skipped} "
-            f"({', '.join(f'{k}: {v}' for k, v in excluded.items()) or 'no output units'})",
-            stacklevel=3,
-        )
+    # The output layers keep their units by design; say so only for the others.
+    surprising = [n for n in skipped if n not in _output_layers(model)]
+    if surprising:
+        reasons = "; ".join(f"{n}: {excluded.get(n, 'no output units')}" for n in surprising)
+        warnings.warn(f"tfprune: these layers are not unit-pruned: {reasons}", stacklevel=3)
     return pruned
 
 
