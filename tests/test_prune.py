@@ -191,3 +191,30 @@ def test_same_results_as_h5_math_for_weight_pruning():
     for (name, kernel), original in zip(kernels(tfprune.strip_pruning(pruned)), originals):
         expected = masks.select_np([original], 0.8)[0].reshape(original.shape)
         np.testing.assert_array_equal(kernel.numpy() != 0, expected, err_msg=name)
+
+
+def residual_model():
+    inputs = keras.Input((8, 8, 3))
+    a = L.Conv2D(8, 3, padding="same", name="stem")(inputs)
+    x = L.BatchNormalization()(a)
+    x = L.ReLU()(x)
+    b = L.Conv2D(8, 3, padding="same", name="branch")(x)
+    x = L.Add()([a, b])
+    x = L.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, L.Dense(2, name="head")(x))
+
+
+@pytest.mark.parametrize("scope", ["layer", "global"])
+def test_residual_layers_share_one_unit_mask_chosen_by_group_score(scope):
+    model = residual_model()
+    kernels = {n: model.get_layer(n).kernel.numpy() for n in ("stem", "branch")}
+    pruned = tfprune.prune_low_magnitude(model, every_step(0.5), granularity="unit", scope=scope)
+    x = np.random.default_rng(0).standard_normal((8, 8, 8, 3)).astype("float32")
+    fit(pruned, x, np.zeros((8, 2), "float32"), steps=1, optimizer=keras.optimizers.SGD(0.0))
+    by_name = {w.layer.name: w for w in pruned.layers if isinstance(w, tfprune.PruneLowMagnitude)}
+    assert set(by_name) == {"stem", "branch"}  # the head keeps its units
+    stem, branch = (by_name[n].targets[0].mask.numpy() for n in ("stem", "branch"))
+    np.testing.assert_array_equal(stem, branch)
+    # One ranking by the group score: the summed sums of squares of both filters.
+    score = sum(masks.unit_scores_np(k, (8,)) for k in kernels.values())
+    np.testing.assert_array_equal(stem.astype(bool), masks.select_np([score], 0.5)[0])

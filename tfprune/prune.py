@@ -235,8 +235,10 @@ def _prune_graph_model(model, options):
     def clone_layer(layer):
         if _prunable(layer, options["granularity"]) and layer.name not in excluded:
             inner = _fresh_copy(layer)
+            coupled = unit_group.get(layer.name)
             wrapper = PruneLowMagnitude(
-                inner, **dict(options, unit_group=unit_group.get(layer.name))
+                inner,
+                **dict(options, unit_group=coupled, group=options["group"] or coupled),
             )
             return wrapper, lambda new: _copy_from(layer)(new.layer)
         if registry.get_spec(layer) is not None and not isinstance(layer, PruneLowMagnitude):
