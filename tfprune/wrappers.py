@@ -286,15 +286,18 @@ class PruneLowMagnitude(keras.layers.Wrapper):
 
     @staticmethod
     def _record(owners, scores, keeps, step, per_set=None):
-        """Store each wrapper's threshold (smallest kept score) and update step."""
+        """Store each wrapper's threshold (its smallest kept score) and update step."""
         sets = per_set or [[o] for o in owners]
+        smallest = {}
         for members, s, keep in zip(sets, scores, keeps):
             s = tf.reshape(tf.cast(s, tf.float32), [-1])
             kept = tf.where(tf.reshape(keep, [-1]), s, tf.constant(np.inf, tf.float32))
             t = tf.reduce_min(kept)
             for w in members:
-                w.threshold.assign(t)
-                w.last_update_step.assign(tf.cast(step, tf.int64))
+                smallest[w] = t if w not in smallest else tf.minimum(smallest[w], t)
+        for w, t in smallest.items():
+            w.threshold.assign(t)
+            w.last_update_step.assign(tf.cast(step, tf.int64))
 
     # ------------------------------------------------------------------ config
 
