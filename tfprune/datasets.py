@@ -16,7 +16,7 @@ Fashion-MNIST is `fashion_mnist.npz` / `fashion-mnist.npz` or the idx files in
 Example:
 
 >>> (x_train, y_train), (x_test, y_test) = tfprune.datasets.load_mnist()  # doctest: +SKIP
->>> x_train.shape, x_train.dtype
+>>> x_train.shape, x_train.dtype  # doctest: +SKIP
 ((60000, 28, 28), dtype('uint8'))
 """
 
