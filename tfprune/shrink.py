@@ -145,13 +145,13 @@ def _fmt(value):
 def _unit_scores(layer):
     """Per-unit sum of squares of the layer's unit kernel (registry layout)."""
     _, kernel, targets = registry.get_spec(layer).unit_targets(layer)
-    return masks.unit_scores_np(keras.ops.convert_to_numpy(kernel), targets[0][2])
+    return masks.unit_scores_np(kernel.numpy(), targets[0][2])
 
 
 def _dead_output(layer, n):
     """What each unit outputs when its incoming weights are zero: act(bias)."""
     bias = getattr(layer, "bias", None)
-    bias = np.zeros(n, np.float32) if bias is None else keras.ops.convert_to_numpy(bias)
+    bias = np.zeros(n, np.float32) if bias is None else bias.numpy()
     activation = getattr(layer, "activation", None) or keras.activations.linear
     return keras.ops.convert_to_numpy(activation(bias[None]))[0].astype(np.float64)
 
@@ -381,7 +381,7 @@ def _width_key(layer):
 
 def _input_matrix(layer):
     """`(in, out)`: change of each output for a unit constant on each input."""
-    w = {v.name: keras.ops.convert_to_numpy(v).astype(np.float64) for v in layer.weights}
+    w = {v.name: v.numpy().astype(np.float64) for v in layer.weights}
     if isinstance(layer, _L.Dense):
         return w["kernel"]
     if isinstance(layer, _SEPARABLE):
@@ -410,7 +410,7 @@ def _shrunk_weights(layer, step, plan, config):
         return None
     in_keep = plan.keep(step.inputs[0]) if step.inputs else None
     out_keep = plan.keep(step.outputs[0])
-    weights = {v.name: keras.ops.convert_to_numpy(v) for v in layer.weights}
+    weights = {v.name: v.numpy() for v in layer.weights}
     if step.kind == "producer":
         config[_width_key(layer)] = int(out_keep.sum())
         delta = _fold(layer, step, plan, in_keep) if in_keep is not None else None
