@@ -386,6 +386,44 @@ def test_lambda_consumer_is_reported_and_left_whole(rng):
     assert max_diff(model, small, batch(model, rng)) <= TOL
 
 
+@pytest.mark.parametrize(
+    "shape, consumer, reason",
+    [
+        ((6, 6, 3), lambda: L.Conv2DTranspose(3, 3, strides=2, name="next"), "transposed convolution"),
+        ((10, 3), lambda: L.Conv1D(3, 3, padding="causal", name="next"), "padding='causal'"),
+        ((6, 6, 3), lambda: L.Conv2D(4, 1, groups=2, name="next"), "grouped convolution"),
+    ],
+    ids=["conv-transpose", "causal-conv1d", "grouped-conv"],
+)
+def test_consumers_that_cannot_fold_a_constant_keep_dead_units(rng, shape, consumer, reason):
+    conv = L.Conv2D if len(shape) == 3 else L.Conv1D
+    model = keras.Sequential(
+        [keras.Input(shape), conv(6, 1, activation="sigmoid", name="p"), consumer(), L.Flatten(), L.Dense(2, name="out")]
+    )
+    kill_units(model.get_layer("p"), 0.5, rng)
+    with pytest.warns(UserWarning, match=reason):
+        small, report = shrink(model, return_report=True)
+    assert small.get_layer("p").filters == 6
+    assert reason in report.skipped["p"]
+    assert max_diff(model, small, batch(model, rng)) <= TOL
+
+
+def test_embedding_columns_are_removed(rng):
+    model = keras.Sequential(
+        [
+            keras.Input((5,), dtype="int32"),
+            L.Embedding(20, 8, name="emb"),
+            L.Dense(6, activation="sigmoid", name="d"),
+            L.GlobalAveragePooling1D(),
+            L.Dense(2, name="out"),
+        ]
+    )
+    kill_units(model.get_layer("emb"), 0.5, rng)
+    small = shrink(model)
+    assert small.get_layer("emb").output_dim == 4
+    assert max_diff(model, small, rng.integers(0, 20, (3, 5))) <= TOL
+
+
 def test_output_layer_keeps_its_units(rng):
     model = keras.Sequential([keras.Input((5,)), L.Dense(6, name="d"), L.Dense(4, name="out")])
     kill_units(model.get_layer("out"), 0.5, rng)

@@ -56,6 +56,7 @@ __all__ = [
     "graph_nodes",
     "leaf_layers",
     "unit_prunable",
+    "layer_label",
 ]
 
 OUTPUT_REASON = "model output: the output layer keeps its units"
@@ -183,7 +184,8 @@ def _activation_name(layer):
     return getattr(getattr(layer, "activation", None), "__name__", "")
 
 
-def _label(layer):
+def layer_label(layer):
+    """`"Dense 'dense_1'"`: a layer's class and name, for messages."""
     return f"{type(layer).__name__} '{layer.name}'"
 
 
@@ -343,12 +345,12 @@ class ChannelGraph:
         first = self._first_inputs.setdefault(id(layer), ins)
         if first is not ins:
             for a, b in zip(first, ins):
-                self.tie([a, b], f"{_label(layer)} (called several times)")
+                self.tie([a, b], f"{layer_label(layer)} (called several times)")
 
     def _opaque(self, layer, node, ins, detail):
         for c in ins:
-            self.block(c.ids, f"feeds {_label(layer)}, which shrink cannot map ({detail})")
-        why = f"output of {_label(layer)} ({detail})"
+            self.block(c.ids, f"feeds {layer_label(layer)}, which shrink cannot map ({detail})")
+        why = f"output of {layer_label(layer)} ({detail})"
         return [self.new_ids(_width(t), reason=why) for t in node.outputs]
 
     def add_unit_layer(self, layer, ids):
@@ -399,10 +401,10 @@ def _producer_blocks(layer):
     if isinstance(layer, _L.Embedding):
         return "its values are Embedding indices", None
     if not _channels_last(layer):
-        why = f"{_label(layer)} is channels_first"
+        why = f"{layer_label(layer)} is channels_first"
         return why, why
     if getattr(layer, "groups", 1) != 1:
-        why = f"{_label(layer)} is a grouped convolution"
+        why = f"{layer_label(layer)} is a grouped convolution"
         return why, why
     if _activation_name(layer) in _MIXING_ACTIVATIONS:
         return None, f"its {_activation_name(layer)} activation mixes units"
@@ -433,7 +435,7 @@ def _rule_depthwise(g, layer, node, ins):
 
 
 def _rule_merge(g, layer, node, ins):
-    if g.tie(ins, _label(layer)):
+    if g.tie(ins, layer_label(layer)):
         return [ins[0].ids]
     return "inputs with different channel layouts"
 

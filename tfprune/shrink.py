@@ -180,7 +180,7 @@ def _output_const(g, step, ch, y, live_roots, notes):
     lo, hi = y.min(axis=0), y.max(axis=0)
     uniform = hi - lo <= _UNIFORM_RTOL * np.maximum(1.0, np.abs(lo))
     live = np.isin(g.roots(ch.ids), live_roots)
-    why = f"its constant output is not constant after {graph._label(step.layer)} (padded borders)"
+    why = f"its constant output is not constant after {graph.layer_label(step.layer)} (padded borders)"
     for i in np.flatnonzero(~uniform & ~live):
         notes.setdefault(int(ch.ids[i]), why)
     return np.where(uniform & ~live, y[0], np.nan)
@@ -229,10 +229,10 @@ def _constants(g):
 def _absorb_block(layer):
     """Why `layer` cannot fold a nonzero constant input (None if it can)."""
     if isinstance(layer, _CONV_T):
-        return f"{graph._label(layer)}, a transposed convolution (not constant at the borders)"
+        return f"{graph.layer_label(layer)}, a transposed convolution (not constant at the borders)"
     if isinstance(layer, _CONV + _SEPARABLE) and layer.padding != "valid":
         return (
-            f"{graph._label(layer)} with padding='{layer.padding}', where a constant "
+            f"{graph.layer_label(layer)} with padding='{layer.padding}', where a constant "
             "channel is not constant at the padded borders"
         )
     return None
@@ -249,10 +249,10 @@ def _check_consumers(g, const, reasons):
         why = _absorb_block(step.layer)
         if why:
             for i in np.flatnonzero(np.isfinite(c) & (c != 0)):
-                reasons.setdefault(int(roots[i]), f"its constant output {c[i]:.4g} enters {why}")
+                reasons.setdefault(int(roots[i]), f"its nonzero constant output enters {why}")
         seen = first.setdefault(id(step.layer), c)
         for i in np.flatnonzero(np.isfinite(c) & np.isfinite(seen) & (c != seen)):
-            why = f"{graph._label(step.layer)} is called with different constant inputs"
+            why = f"{graph.layer_label(step.layer)} is called with different constant inputs"
             reasons.setdefault(int(roots[i]), why)
 
 
@@ -393,13 +393,22 @@ def _input_matrix(layer):
     return k.sum(axis=tuple(range(k.ndim - 2)))
 
 
-def _fold(layer, step, plan, in_keep):
-    """Bias change replacing removed nonzero constant inputs (None if none)."""
+def _fold_into_bias(layer, step, plan, in_keep, weights, config):
+    """Add to the bias what the removed nonzero constant inputs contributed."""
     c = plan.const[id(step.inputs[0])]
     gone = ~in_keep & np.isfinite(c) & (c != 0)
     if not gone.any():
-        return None
-    return c[gone] @ _input_matrix(layer)[gone]
+        return
+    delta = c[gone] @ _input_matrix(layer)[gone]
+    bias = weights.get("bias")
+    bias = np.zeros(len(delta), np.float32) if bias is None else bias
+    weights["bias"] = (bias + delta).astype(bias.dtype)
+    config["use_bias"] = True
+
+
+def _cut(keep):
+    """`keep`, or None when it keeps everything (nothing to cut)."""
+    return None if keep is None or keep.all() else keep
 
 
 def _shrunk_weights(layer, step, plan, config):
@@ -408,18 +417,14 @@ def _shrunk_weights(layer, step, plan, config):
     slices = _slices(layer)
     if step is None or step.kind == "opaque" or not slices:
         return None
-    in_keep = plan.keep(step.inputs[0]) if step.inputs else None
+    in_keep = _cut(plan.keep(step.inputs[0]) if step.inputs else None)
     out_keep = plan.keep(step.outputs[0])
     weights = {v.name: v.numpy() for v in layer.weights}
     if step.kind == "producer":
         config[_width_key(layer)] = int(out_keep.sum())
-        delta = _fold(layer, step, plan, in_keep) if in_keep is not None else None
-        if delta is not None:
-            bias = weights.get("bias")
-            bias = np.zeros(len(out_keep), np.float32) if bias is None else bias
-            weights["bias"] = (bias + delta).astype(bias.dtype)
-            config["use_bias"] = True
-    which = {"in": in_keep, "out": out_keep}
+        if in_keep is not None:
+            _fold_into_bias(layer, step, plan, in_keep, weights, config)
+    which = {"in": in_keep, "out": _cut(out_keep)}
     if in_keep is not None and isinstance(layer, _SEPARABLE):
         which["in_mult"] = np.repeat(in_keep, layer.depth_multiplier)
     for name, axis, key in slices:
@@ -442,7 +447,7 @@ def _clone(layer, config):
             return type(layer).from_config(config)
     except (NotImplementedError, TypeError, ValueError) as e:
         warnings.warn(
-            f"shrink: {graph._label(layer)} cannot be rebuilt from its config ({e}); "
+            f"shrink: {graph.layer_label(layer)} cannot be rebuilt from its config ({e}); "
             "the shrunk model shares it with the input model.",
             stacklevel=4,
         )
