@@ -50,7 +50,8 @@ def vgg16():
 
 
 def seed_mlp():
-    layers = [keras.layers.Dense(n, activation="relu", use_bias=False) for n in (1000, 1000, 500, 200)]
+    sizes = (1000, 1000, 500, 200)
+    layers = [keras.layers.Dense(n, activation="relu", use_bias=False) for n in sizes]
     return keras.Sequential(
         [keras.Input((784,))] + layers + [keras.layers.Dense(10, use_bias=False)], name="seed_mlp"
     )
@@ -181,7 +182,8 @@ def bench_model(name, build, runs):
 def print_table(rows):
     head = (
         f"{'model':<9} {'variant':<7} {'sp':>4} {'params':>10} {'MFLOPs':>8} {'TFLite MB':>9} "
-        f"{'ms (1 thr)':>10} {'dense/x lat':>11} {'dense/x size':>12} {'diff keras':>10} {'diff tflite':>11}"
+        f"{'ms (1 thr)':>10} {'dense/x lat':>11} {'dense/x size':>12} "
+        f"{'diff keras':>10} {'diff tflite':>11}"
     )
     print(head + "\n" + "-" * len(head))
     for r in rows:
@@ -200,7 +202,8 @@ def main():
     parser.add_argument("--out", default=str(ROOT / "results" / "shrink_speed.json"))
     args = parser.parse_args()
     keras.utils.set_random_seed(0)
-    rows = bench_model("vgg16", vgg16, args.runs) + bench_model("seed_mlp", seed_mlp, args.runs * 20)
+    rows = bench_model("vgg16", vgg16, args.runs)
+    rows += bench_model("seed_mlp", seed_mlp, args.runs * 20)
     print_table(rows)
     result = {
         "environment": {

@@ -31,7 +31,9 @@ def test_single_layer_costs(layer, input_shape, params, flops_):
 
 
 def test_unknown_spatial_size_gives_none():
-    model = keras.Sequential([keras.Input((None, None, 3)), L.Conv2D(4, 3), L.GlobalAveragePooling2D(), L.Dense(2)])
+    model = keras.Sequential(
+        [keras.Input((None, None, 3)), L.Conv2D(4, 3), L.GlobalAveragePooling2D(), L.Dense(2)]
+    )
     costs = flops.layer_costs(model)
     assert costs[model.layers[0].name] == (112, None)
     assert costs[model.layers[-1].name] == (10, 16)

@@ -1,7 +1,6 @@
 """tfprune.graph.unit_groups: coupled units share a group, unmappable ones are excluded."""
 
 import keras
-import numpy as np
 import pytest
 
 from tfprune import graph

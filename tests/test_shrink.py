@@ -1,5 +1,6 @@
 """tfprune.shrink: dead units are removed for real and the function is unchanged."""
 
+import importlib
 import os
 import pathlib
 import warnings
@@ -8,10 +9,11 @@ import keras
 import numpy as np
 import pytest
 
-import tfprune.shrink as shrink_lib
 from tfprune import masks, registry
 from tfprune.shrink import shrink
 
+# The module, even once `tfprune.shrink` names the function.
+shrink_lib = importlib.import_module("tfprune.shrink")
 L = keras.layers
 TOL = 1e-5
 
@@ -148,7 +150,9 @@ def test_conv_bn_relu_pool_conv_valid_removes_filters_and_bn_channels(rng):
     assert report.flops_after < report.flops_before
 
 
-@pytest.mark.parametrize("beta, removed", [(-5.0, True), (5.0, False)], ids=["const-zero", "const-nonzero"])
+@pytest.mark.parametrize(
+    "beta, removed", [(-5.0, True), (5.0, False)], ids=["const-zero", "const-nonzero"]
+)
 def test_same_padding_removes_only_zero_constants(rng, beta, removed):
     """relu(BN(dead)) is 0 for a very negative beta (removable through a 'same'
     conv) and > 0 for a positive one (kept: not constant at the padded borders)."""
@@ -333,7 +337,11 @@ def test_concatenate_maps_offsets(rng):
 
 def test_nested_sequential_inside_functional(rng):
     inner = keras.Sequential(
-        [keras.Input((6,)), L.Dense(5, activation="sigmoid", name="inner_a"), L.Dense(4, name="inner_b")],
+        [
+            keras.Input((6,)),
+            L.Dense(5, activation="sigmoid", name="inner_a"),
+            L.Dense(4, name="inner_b"),
+        ],
         name="inner",
     )
     x = keras.Input((10,))
@@ -389,7 +397,7 @@ def test_lambda_consumer_is_reported_and_left_whole(rng):
 @pytest.mark.parametrize(
     "shape, consumer, reason",
     [
-        ((6, 6, 3), lambda: L.Conv2DTranspose(3, 3, strides=2, name="next"), "transposed convolution"),
+        ((6, 6, 3), lambda: L.Conv2DTranspose(3, 3, strides=2, name="next"), "transposed conv"),
         ((10, 3), lambda: L.Conv1D(3, 3, padding="causal", name="next"), "padding='causal'"),
         ((6, 6, 3), lambda: L.Conv2D(4, 1, groups=2, name="next"), "grouped convolution"),
     ],
@@ -398,7 +406,13 @@ def test_lambda_consumer_is_reported_and_left_whole(rng):
 def test_consumers_that_cannot_fold_a_constant_keep_dead_units(rng, shape, consumer, reason):
     conv = L.Conv2D if len(shape) == 3 else L.Conv1D
     model = keras.Sequential(
-        [keras.Input(shape), conv(6, 1, activation="sigmoid", name="p"), consumer(), L.Flatten(), L.Dense(2, name="out")]
+        [
+            keras.Input(shape),
+            conv(6, 1, activation="sigmoid", name="p"),
+            consumer(),
+            L.Flatten(),
+            L.Dense(2, name="out"),
+        ]
     )
     kill_units(model.get_layer("p"), 0.5, rng)
     with pytest.warns(UserWarning, match=reason):
@@ -467,7 +481,7 @@ def test_report_rows_and_text(rng):
     assert (row.params_before, row.params_after) == (88, 44)
     assert (row.flops_before, row.flops_after) == (160, 80)
     assert report.round_to == 1 and report.max_abs_diff <= TOL
-    assert "d " in str(report) and "88->44" in str(report)
+    assert "d " in str(report) and "88 -> 44" in str(report)
 
 
 def test_verification_raises_on_a_wrong_fold(rng, monkeypatch):

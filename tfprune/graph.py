@@ -532,7 +532,9 @@ def _traced_groups(g):
     producers = [l for l in g.unit_layers if not isinstance(l, _DEPTHWISE)]
     groups = _components(g, producers)
     loose = [
-        l for l in g.unit_layers if isinstance(l, _DEPTHWISE) and not _attach_depthwise(g, groups, l)
+        l
+        for l in g.unit_layers
+        if isinstance(l, _DEPTHWISE) and not _attach_depthwise(g, groups, l)
     ]
     excluded = {}
     for members in groups:

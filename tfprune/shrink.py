@@ -119,27 +119,31 @@ class ShrinkReport:
         return _total(r.flops_after for r in self.rows)
 
     def __str__(self):
-        head = f"{'layer':<24} {'units':>13} {'params':>21} {'FLOPs':>25}"
+        head = f"{'layer':<24} {'units':>12} {'params':>22} {'FLOPs':>26}"
         lines = [head, "-" * len(head)]
         for r in self.rows:
             lines.append(
-                f"{r.layer:<24} {_fmt(r.units_before):>6}->{_fmt(r.units_after):<6} "
-                f"{r.params_before:>10}->{r.params_after:<10} "
-                f"{_fmt(r.flops_before):>12}->{_fmt(r.flops_after):<12}"
+                f"{r.layer:<24} {_arrow(r.units_before, r.units_after):>12} "
+                f"{_arrow(r.params_before, r.params_after):>22} "
+                f"{_arrow(r.flops_before, r.flops_after):>26}"
             )
         lines.append(
-            f"{'total':<24} {'':>13} {self.params_before:>10}->{self.params_after:<10} "
-            f"{_fmt(self.flops_before):>12}->{_fmt(self.flops_after):<12}"
+            f"{'total':<24} {'':>12} {_arrow(self.params_before, self.params_after):>22} "
+            f"{_arrow(self.flops_before, self.flops_after):>26}"
         )
         lines += [f"kept {name}: {why}" for name, why in self.skipped.items()]
         return "\n".join(lines)
+
+
+def _arrow(before, after):
+    return f"{_fmt(before)} -> {_fmt(after)}"
 
 
 def _fmt(value):
     return "?" if value is None else str(value)
 
 
-# --------------------------------------------------------------------------- dead units and constants
+# --------------------------------------------------------------------------- constants
 
 
 def _unit_scores(layer):
@@ -180,7 +184,8 @@ def _output_const(g, step, ch, y, live_roots, notes):
     lo, hi = y.min(axis=0), y.max(axis=0)
     uniform = hi - lo <= _UNIFORM_RTOL * np.maximum(1.0, np.abs(lo))
     live = np.isin(g.roots(ch.ids), live_roots)
-    why = f"its constant output is not constant after {graph.layer_label(step.layer)} (padded borders)"
+    label = graph.layer_label(step.layer)
+    why = f"its constant output is not constant after {label} (padded borders)"
     for i in np.flatnonzero(~uniform & ~live):
         notes.setdefault(int(ch.ids[i]), why)
     return np.where(uniform & ~live, y[0], np.nan)
@@ -500,9 +505,10 @@ class _Builder:
                 args, kwargs = node.arguments.fill_in(values)
                 outs = keras.tree.flatten(self.op(node.operation)(*args, **kwargs))
                 values.update({id(t): y for t, y in zip(node.outputs, outs)})
+            outputs = [values[id(t)] for t in fn.outputs]
             new = keras.Model(
                 keras.tree.pack_sequence_as(fn._inputs_struct, inputs),
-                keras.tree.pack_sequence_as(fn._outputs_struct, [values[id(t)] for t in fn.outputs]),
+                keras.tree.pack_sequence_as(fn._outputs_struct, outputs),
                 name=old.name,
             )
         new.trainable = old.trainable
@@ -534,11 +540,15 @@ def _random_batch(model):
     return keras.tree.pack_sequence_as(fn._inputs_struct, arrays)
 
 
+def _outputs(model, x):
+    flat = keras.tree.flatten(model(x, training=False))
+    return [keras.ops.convert_to_numpy(y).astype(np.float64) for y in flat]
+
+
 def _verify(ref, new, verify):
     """Max abs output difference of `new` vs `ref`; raises beyond the tolerance."""
     x = _random_batch(ref) if verify is True else verify
-    a = [keras.ops.convert_to_numpy(y).astype(np.float64) for y in keras.tree.flatten(ref(x, training=False))]
-    b = [keras.ops.convert_to_numpy(y).astype(np.float64) for y in keras.tree.flatten(new(x, training=False))]
+    a, b = (_outputs(m, x) for m in (ref, new))
     diff = max(float(np.max(np.abs(p - q))) for p, q in zip(a, b))
     scale = max(1.0, max(float(np.max(np.abs(p))) for p in a))
     if not diff <= VERIFY_TOLERANCE * scale:
