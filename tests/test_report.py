@@ -39,3 +39,21 @@ def test_report_includes_nested_models():
     inputs = keras.Input((4,))
     model = keras.Model(inputs, L.Dense(2)(inner(inputs)))
     assert {r.layer for r in tfprune.sparsity_report(model).rows} == {inner.layers[0].name, model.layers[-1].name}
+
+
+def test_costs_show_masks_keep_flops_and_shrink_removes_them():
+    model = keras.Sequential([keras.Input((20,)), L.Dense(32, activation="relu"), L.Dense(3)])
+    pruned = tfprune.prune_low_magnitude(model, every_step(0.5), granularity="unit")
+    x = np.random.default_rng(0).standard_normal((16, 20)).astype("float32")
+    fit(pruned, x, np.zeros((16, 3), "float32"), steps=1)
+    masked = tfprune.sparsity_report(pruned)
+    dense = tfprune.sparsity_report(model)
+    assert masked.flops == dense.flops == 2 * (20 * 32 + 32 * 3)
+    assert masked.params == dense.params
+    assert sum(c.nonzero for c in masked.costs) < masked.params
+    shrunk = tfprune.sparsity_report(tfprune.shrink(pruned), reference=model)
+    first = shrunk.costs[0]
+    assert (first.params_before, first.params) == (20 * 32 + 32, 20 * 16 + 16)
+    assert (first.flops_before, first.flops) == (2 * 20 * 32, 2 * 20 * 16)
+    assert "672 -> 336" in str(shrunk)
+    assert shrunk.to_dict()["costs"][0]["flops_before"] == 1280

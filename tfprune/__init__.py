@@ -4,10 +4,13 @@ __version__ = "0.1.0"
 
 from tfprune import callbacks  # noqa: E402
 from tfprune import datasets  # noqa: E402
+from tfprune import flops  # noqa: E402
+from tfprune import graph  # noqa: E402
 from tfprune import masks  # noqa: E402
 from tfprune.prune import prune_low_magnitude, strip_pruning  # noqa: E402
 from tfprune.registry import PrunableLayer  # noqa: E402
 from tfprune.report import sparsity_report  # noqa: E402
+from tfprune.shrink import ShrinkReport, shrink  # noqa: E402
 from tfprune.schedules import (  # noqa: E402
     ConstantSparsity,
     PolynomialDecay,
@@ -21,10 +24,14 @@ __all__ = [
     "PrunableLayer",
     "PruneLowMagnitude",
     "PruningSchedule",
+    "ShrinkReport",
     "callbacks",
     "datasets",
+    "flops",
+    "graph",
     "masks",
     "prune_low_magnitude",
+    "shrink",
     "sparsity_report",
     "strip_pruning",
 ]
