@@ -27,6 +27,8 @@ def test_demo_runs_end_to_end_on_a_small_mnist(tmp_path):
     )
     assert out.returncode == 0, out.stderr[-3000:]
     assert "TOTAL" in out.stdout and "90.00%" in out.stdout
+    assert "then shrink" in out.stdout and "x faster" in out.stdout
+    assert (tmp_path / "out" / "mnist_mlp_shrunk.keras").exists()
     assert (tmp_path / "out" / "mnist_mlp_pruned.keras").exists()
 
 
