@@ -218,3 +218,40 @@ def test_residual_layers_share_one_unit_mask_chosen_by_group_score(scope):
     # One ranking by the group score: the summed sums of squares of both filters.
     score = sum(masks.unit_scores_np(k, (8,)) for k in kernels.values())
     np.testing.assert_array_equal(stem.astype(bool), masks.select_np([score], 0.5)[0])
+
+
+def bn_resnet_model():
+    inputs = keras.Input((8, 8, 3))
+    a = L.Conv2D(16, 3, padding="same", name="stem")(inputs)
+    a = L.ReLU()(L.BatchNormalization(name="bn0", beta_initializer="ones")(a))
+    x = L.Conv2D(16, 3, padding="same", name="c1")(a)
+    x = L.ReLU()(L.BatchNormalization(name="bn1", beta_initializer="ones")(x))
+    x = L.Conv2D(16, 3, padding="same", name="c2")(x)
+    x = L.BatchNormalization(name="bn2", beta_initializer="ones")(x)
+    x = L.ReLU()(L.Add()([a, x]))
+    return keras.Model(inputs, L.Dense(2, name="head")(L.GlobalAveragePooling2D()(x)))
+
+
+def test_unit_pruning_masks_batchnorm_so_a_bn_resnet_shrinks(tmp_path):
+    pruned = tfprune.prune_low_magnitude(bn_resnet_model(), every_step(0.5), granularity="unit")
+    x = np.random.default_rng(0).standard_normal((16, 8, 8, 3)).astype("float32")
+    fit(pruned, x, np.zeros((16, 2), "float32"), steps=3)
+    by_name = {w.layer.name: w for w in pruned.layers if isinstance(w, tfprune.PruneLowMagnitude)}
+    assert by_name["stem"].followers == ["bn0"] and by_name["c1"].followers == ["bn1"]
+    for conv, bn in (("stem", "bn0"), ("c1", "bn1"), ("c2", "bn2")):
+        unit_mask = by_name[conv].targets[0].mask.numpy()
+        layer = pruned.get_layer(bn)
+        assert (layer.gamma.numpy()[unit_mask == 0] == 0).all()
+        assert (layer.beta.numpy()[unit_mask == 0] == 0).all()
+        assert (layer.beta.numpy()[unit_mask == 1] != 0).all()
+    masked = tfprune.strip_pruning(pruned)
+    small, report = tfprune.shrink(masked, return_report=True)
+    assert not report.skipped or set(report.skipped) <= {"head"}
+    assert small.count_params() < masked.count_params() / 3
+    np.testing.assert_allclose(small.predict(x, verbose=0), masked.predict(x, verbose=0), atol=1e-5)
+    # The followers survive a save/load and keep being masked when training resumes.
+    pruned.save(tmp_path / "bn.keras")
+    loaded = keras.models.load_model(tmp_path / "bn.keras")
+    fit(loaded, x, np.zeros((16, 2), "float32"), steps=2)
+    unit_mask = [w for w in loaded.layers if isinstance(w, tfprune.PruneLowMagnitude)][0].targets[0].mask.numpy()
+    assert (loaded.get_layer("bn0").beta.numpy()[unit_mask == 0] == 0).all()

@@ -51,7 +51,7 @@ class UpdatePruningStep(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         self._wrappers = _require_wrappers(self.model, "UpdatePruningStep")
-        link_groups(self._wrappers)
+        link_groups(self._wrappers, self.model)
         for w in self._wrappers:
             w._step_tracked = True
 

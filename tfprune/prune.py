@@ -87,6 +87,48 @@ def _output_layers(model):
     return names
 
 
+_PASS_THROUGH = (
+    keras.layers.ReLU, keras.layers.Activation, keras.layers.Dropout,
+    keras.layers.SpatialDropout1D, keras.layers.SpatialDropout2D, keras.layers.SpatialDropout3D,
+    keras.layers.GaussianNoise, keras.layers.Identity,
+)
+
+
+def _batchnorm_followers(model):
+    """`{layer name: [BatchNormalization names]}`: BNs over a unit-prunable layer's
+    units (its output, possibly through activations/dropout), on the last axis.
+
+    Unit pruning masks their gamma and beta with the layer's units, like
+    Torch-Pruning removes a BN channel with its conv filter.
+    """
+    followers = {}
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        spec = registry.get_spec(layer)
+        if spec is None or spec.unit_kernel is None or len(layer._inbound_nodes) != 1:
+            continue
+        names, frontier = [], [layer]
+        while frontier:
+            op = frontier.pop()
+            for node in op._outbound_nodes:
+                nxt = node.operation
+                if len(nxt._inbound_nodes) != 1:
+                    continue
+                if isinstance(nxt, keras.layers.BatchNormalization) and _last_axis(nxt):
+                    names.append(nxt.name)
+                elif isinstance(nxt, _PASS_THROUGH) and getattr(nxt, "activation", None) not in (
+                        "softmax", "log_softmax"):
+                    frontier.append(nxt)
+        if names:
+            followers[layer.name] = names
+    return followers
+
+
+def _last_axis(bn):
+    axis = bn.axis[0] if isinstance(bn.axis, (list, tuple)) else bn.axis
+    rank = len(bn.input.shape) if hasattr(bn, "input") else None
+    return axis == -1 or (rank is not None and axis == rank - 1)
+
+
 def _unit_plan(model):
     """For unit pruning of a graph model: (excluded {name: reason}, unit_group by name).
 
@@ -184,7 +226,7 @@ def prune_low_magnitude(
             pruned = _prune_subclassed(to_prune, options)
         wrappers = collect_wrappers(pruned)
         _require_some(wrappers, to_prune)
-        link_groups(wrappers)
+        link_groups(wrappers, pruned)
         return pruned
     if isinstance(to_prune, keras.layers.Layer):
         wrapper = _wrap(to_prune, options, {})
@@ -225,9 +267,10 @@ def _require_some(result, original):
 
 
 def _prune_graph_model(model, options):
-    excluded, unit_group = {}, {}
+    excluded, unit_group, followers = {}, {}, {}
     if options["granularity"] == "unit":
         excluded, unit_group = _unit_plan(model)
+        followers = _batchnorm_followers(model)
         for name, reason in excluded.items():
             logger.info("tfprune: layer %s keeps its units: %s", name, reason)
     skipped = []
@@ -238,7 +281,8 @@ def _prune_graph_model(model, options):
             coupled = unit_group.get(layer.name)
             wrapper = PruneLowMagnitude(
                 inner,
-                **dict(options, unit_group=coupled, group=options["group"] or coupled),
+                **dict(options, unit_group=coupled, group=options["group"] or coupled,
+                       followers=followers.get(layer.name)),
             )
             return wrapper, lambda new: _copy_from(layer)(new.layer)
         if registry.get_spec(layer) is not None and not isinstance(layer, PruneLowMagnitude):

@@ -55,16 +55,30 @@ def check_granularity(granularity):
 
 
 class _MaskConstraint:
-    """Variable constraint: the layer's own constraint (if any), then `* mask`."""
+    """Variable constraint: the layer's own constraint (if any), then `* mask`
+    (reshaped to `shape` when given)."""
 
-    def __init__(self, mask, inner=None):
+    def __init__(self, mask, inner=None, shape=None):
         self.mask = mask
         self.inner = inner
+        self.shape = shape
 
     def __call__(self, w):
         if self.inner is not None:
             w = self.inner(w)
-        return w * keras.ops.cast(self.mask, w.dtype)
+        mask = self.mask if self.shape is None else keras.ops.reshape(self.mask, self.shape)
+        return w * keras.ops.cast(mask, w.dtype)
+
+
+class _Followers:
+    """BatchNormalization layers normalizing a unit-pruned layer's units (untracked)."""
+
+    def __init__(self, layers=()):
+        self.layers = list(layers)
+
+
+def _follower_variables(bn):
+    return [v for v in (getattr(bn, "gamma", None), getattr(bn, "beta", None)) if v is not None]
 
 
 class _Link:
@@ -95,7 +109,10 @@ class PruneLowMagnitude(keras.layers.Wrapper):
 
     Usually created by `tfprune.prune_low_magnitude`. Arguments are those of
     `prune_low_magnitude`, plus `group` / `unit_group` (names of the pruning group
-    and of the coupled-unit set, set by `prune_low_magnitude`).
+    and of the coupled-unit set) and `followers` (names of BatchNormalization layers
+    that normalize this layer's units: with `granularity="unit"` their gamma and
+    beta are masked with the units, so a pruned unit outputs exactly 0 after them
+    and `tfprune.shrink` can remove it), all set by `prune_low_magnitude`.
 
     Example:
 
@@ -119,6 +136,7 @@ class PruneLowMagnitude(keras.layers.Wrapper):
         round_to=1,
         group=None,
         unit_group=None,
+        followers=None,
         **kwargs,
     ):
         if isinstance(layer, PruneLowMagnitude):
@@ -158,6 +176,8 @@ class PruneLowMagnitude(keras.layers.Wrapper):
         self.round_to = masks_lib.check_round_to(round_to)
         self.group = group
         self.unit_group = unit_group
+        self.followers = list(followers or [])
+        self._followers = _Followers()
         self._spec = spec
         self._link = None
         self._step_tracked = False
@@ -275,6 +295,9 @@ class PruneLowMagnitude(keras.layers.Wrapper):
             for w in unit_set:
                 for t in w._targets:
                     self._write_mask(t, tf.reshape(keep, t.unit_shape))
+                for bn in w._followers.layers:
+                    for v in _follower_variables(bn):
+                        v.assign(v * tf.cast(tf.reshape(keep, [-1]), v.dtype))
         owners = [us[0] for us in link.unit_sets]
         self._record(owners, set_scores, keeps, step, per_set=link.unit_sets)
 
@@ -313,18 +336,22 @@ class PruneLowMagnitude(keras.layers.Wrapper):
                 "round_to": self.round_to,
                 "group": self.group,
                 "unit_group": self.unit_group,
+                "followers": list(self.followers),
             }
         )
         return config
 
 
-def link_groups(wrappers):
+def link_groups(wrappers, model=None):
     """Link wrappers into pruning groups from their `group` / `unit_group` names.
 
     `wrappers` is in model order; the first wrapper of each group leads it (it
     updates the whole group's masks). Wrappers without a group rank alone.
-    Returns the list of groups (`_Link` objects).
+    With `model`, unit-pruned wrappers' `followers` are resolved to its layers and
+    their gamma/beta masked. Returns the list of groups (`_Link` objects).
     """
+    if model is not None:
+        _link_followers(wrappers, model)
     groups, order = {}, []
     for w in wrappers:
         key = w.group if w.group is not None else ("__alone__", id(w))
@@ -348,6 +375,28 @@ def link_groups(wrappers):
             w._link = link
         links.append(link)
     return links
+
+
+def _link_followers(wrappers, model):
+    wanted = {name for w in wrappers if w.granularity == "unit" for name in w.followers}
+    if not wanted:
+        return
+    by_name = {
+        layer.name: layer
+        for layer in model._flatten_layers(include_self=False, recursive=True)
+        if layer.name in wanted
+    }
+    for w in wrappers:
+        if w.granularity != "unit" or not w.built:
+            continue
+        w._followers.layers = [by_name[n] for n in w.followers if n in by_name]
+        mask = w._targets[0].mask
+        for bn in w._followers.layers:
+            for v in _follower_variables(bn):
+                c = v.constraint
+                if isinstance(c, _MaskConstraint) and c.mask is mask:
+                    continue
+                v.constraint = _MaskConstraint(mask, c, shape=(-1,))
 
 
 def _check_group(link):
