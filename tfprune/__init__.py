@@ -6,6 +6,7 @@ from tfprune import callbacks  # noqa: E402
 from tfprune import datasets  # noqa: E402
 from tfprune import flops  # noqa: E402
 from tfprune import graph  # noqa: E402
+from tfprune import h5  # noqa: E402
 from tfprune import masks  # noqa: E402
 from tfprune.prune import prune_low_magnitude, strip_pruning  # noqa: E402
 from tfprune.registry import PrunableLayer  # noqa: E402
@@ -29,6 +30,7 @@ __all__ = [
     "datasets",
     "flops",
     "graph",
+    "h5",
     "masks",
     "prune_low_magnitude",
     "shrink",
