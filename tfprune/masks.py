@@ -153,7 +153,7 @@ def unit_scores_np(kernel, unit_shape, normalize=False):
     kernel = np.asarray(kernel)
     axes = _reduce_axes(kernel.shape, unit_shape)
     k64 = kernel.astype(np.float64)
-    s = np.sum(k64 * k64, axis=axes).reshape(-1)
+    s = np.sum(np.square(k64, out=k64), axis=axes).reshape(-1)  # one float64 copy, not two
     if normalize:
         s = s / (kernel.size // s.size)
     return s
