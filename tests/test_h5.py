@@ -27,6 +27,8 @@ from tfprune import h5 as h5prune
 from tfprune import masks
 from tfprune import registry
 
+pytestmark = pytest.mark.filterwarnings("ignore:You are saving your model as an HDF5 file")
+
 PY = sys.executable
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FORMATS = ["keras3-archive", "keras3-weights", "tfkeras-model-h5", "tfkeras-weights-h5"]
@@ -314,6 +316,42 @@ def test_ties_prune_exact_count_lowest_index_kept(tmp_path):
     k = masks.keep_count(64, 0.75)
     assert np.count_nonzero(flat) == k  # tfmot would keep all 64 tied weights
     assert np.all(flat[:k] == 1) and np.all(flat[k:] == 0)
+
+
+def _heads_model(lib, case):
+    L = lib.layers
+    inp = lib.Input((6,))
+    x = L.Dense(8, name="body")(inp)
+    if case == "two-heads":
+        return lib.Model(inp, [L.Dense(2, name="head_a")(x), L.Dense(3, name="head_b")(x)])
+    x = L.Dense(4, name="logits")(L.BatchNormalization(name="bn")(x))
+    return lib.Model(inp, L.Activation("softmax", name="probs")(x))
+
+
+@pytest.mark.parametrize("lib,suffix", [(keras, ".keras"), (tf_keras, ".h5")], ids=["keras3", "tf_keras"])
+@pytest.mark.parametrize(
+    "case,kept",
+    [
+        pytest.param("two-heads", {"head_a", "head_b"}, id="every-output-kept"),
+        pytest.param("softmax-output", {"logits"}, id="weightless-output-keeps-layer-before"),
+    ],
+)
+def test_output_layers_come_from_the_config(tmp_path, lib, suffix, case, kept):
+    path = str(tmp_path / f"m{suffix}")
+    _heads_model(lib, case).save(path)
+    report = h5prune.prune_weights_file(path, 0.5)
+    assert {name for name, _ in report.kept} == kept
+    assert {r.layer for r in report.rows} == {"body"}
+
+
+def test_symlink_target_is_pruned_and_link_kept(fresh, tmp_path):
+    target = fresh("keras3-weights")
+    link = str(tmp_path / "link.weights.h5")
+    os.symlink(target, link)
+    original = _bytes(target)
+    h5prune.prune_weights_file(link, 0.5)
+    assert os.path.islink(link) and os.readlink(link) == target
+    assert _bytes(target) != original
 
 
 # ----------------------------------------------------------------------------- other layers

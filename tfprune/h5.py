@@ -81,10 +81,11 @@ a second run. `dry_run=True` computes the report and writes nothing. Read-only i
 the OS's answer (`os.access`) or, also for root, a file or folder with no write
 permission bit at all.
 
-Memory: in layer scope one tensor at a time (about 2.5x the largest tensor for
-weight pruning: its scores and a partition copy; about 5x for unit pruning,
+Memory: in layer scope one tensor at a time (about 2x the largest tensor for
+weight pruning: its scores and a partition copy; about 3x for unit pruning,
 whose sums of squares are taken in float64); global scope holds the scores of
-all pruned tensors at once.
+all pruned tensors at once. A symlink is followed: the file it points to is
+rewritten (and backed up beside it).
 """
 
 import argparse
@@ -494,8 +495,9 @@ def _vars_of(group, names, prefix=""):
 
 
 def _keras3_known_layer(group, lid, cls):
-    layer = _Layer(lid, cls, [])
-    for sub, names in _keras3_slots(cls).items():
+    slots = _keras3_slots(cls)
+    layer = _Layer(lid, cls, [] if slots else _vars_of(group, None))
+    for sub, names in slots.items():
         if not sub:
             layer.vars += _vars_of(group, names)
             continue
@@ -1010,10 +1012,11 @@ def prune_weights_file(
     if dry_run:
         fmt, rows, kept = _dry_run(path, kind, options)
     else:
-        _check_writable(path)
-        orig = _check_backup(path) if backup else None
+        target = os.path.realpath(path)  # rewrite a symlink's target, not the link
+        _check_writable(target)
+        orig = _check_backup(target) if backup else None
         writer = _write_pruned_h5 if kind == "h5" else _write_pruned_archive
-        fmt, rows, kept = _replace_atomically(path, writer(path, options), orig)
+        fmt, rows, kept = _replace_atomically(target, writer(target, options), orig)
     return PruneReport(path, fmt, sparsity, granularity, scope, bool(dry_run), orig,
                        rows, kept)
 
