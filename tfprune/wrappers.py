@@ -352,29 +352,23 @@ def link_groups(wrappers, model=None):
     """
     if model is not None:
         _link_followers(wrappers, model)
-    groups, order = {}, []
-    for w in wrappers:
-        key = w.group if w.group is not None else ("__alone__", id(w))
-        if key not in groups:
-            groups[key] = []
-            order.append(key)
-        groups[key].append(w)
     links = []
-    for key in order:
-        members = groups[key]
-        sets, set_order = {}, []
-        for w in members:
-            ukey = w.unit_group if w.unit_group is not None else ("__alone__", id(w))
-            if ukey not in sets:
-                sets[ukey] = []
-                set_order.append(ukey)
-            sets[ukey].append(w)
-        link = _Link(members, [sets[k] for k in set_order])
+    for members in _grouped(wrappers, "group"):
+        link = _Link(members, _grouped(members, "unit_group"))
         _check_group(link)
         for w in members:
             w._link = link
         links.append(link)
     return links
+
+
+def _grouped(wrappers, attr):
+    """Wrappers grouped by the name in `attr` (None: alone), in first-seen order."""
+    groups = {}
+    for w in wrappers:
+        name = getattr(w, attr)
+        groups.setdefault(("named", name) if name is not None else ("alone", id(w)), []).append(w)
+    return list(groups.values())
 
 
 def _link_followers(wrappers, model):
