@@ -6,7 +6,7 @@ import importlib
 import pytest
 
 MODULES = ["tfprune.schedules", "tfprune.wrappers", "tfprune.prune", "tfprune.callbacks",
-           "tfprune.report", "tfprune.datasets"]
+           "tfprune.report", "tfprune.datasets", "tfprune.h5"]
 
 
 @pytest.mark.parametrize("name", MODULES)
