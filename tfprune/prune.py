@@ -298,36 +298,42 @@ def _prune_graph_model(model, options):
     return pruned
 
 
-def _replace_attr(parent, name, old, new):
-    """Swap a tracked sublayer `old` for `new` at attribute `name`, keeping order."""
-    object.__setattr__(parent, name, new)
+def _swap_tracked(parent, old, new):
+    """Put `new` where `old` is in the parent's tracked sublayers (order kept)."""
     layers = parent._layers
     for i, layer in enumerate(layers):
         if layer is old:
             layers[i] = new
-            break
 
 
 def _map_sublayers(parent, fn, seen):
-    """Apply `fn(layer) -> new or None` to the direct sublayer attributes of a
-    subclassed model/layer, recursively; returns nothing (in place)."""
+    """Apply `fn(layer) -> new or None` to the sublayers that a subclassed model or
+    layer holds in public attributes (directly or in lists), recursively, in place."""
+
+    def set_attr(name, old):
+        def setter(new):
+            object.__setattr__(parent, name, new)  # bypass tracking: swapped below
+            _swap_tracked(parent, old, new)
+        return setter
+
+    def set_item(lst, index, old):
+        def setter(new):
+            lst[index] = new
+            _swap_tracked(parent, old, new)
+        return setter
+
     for name, value in list(vars(parent).items()):
-        if name.startswith("_") and name != "_layers":
+        if name.startswith("_"):
             continue
         if isinstance(value, keras.layers.Layer):
-            _visit(parent, value, fn, seen, lambda new, n=name, old=value: _replace_attr(parent, n, old, new))
-        elif isinstance(value, (list, tuple)) and name != "_layers":
+            _visit(value, fn, seen, set_attr(name, value))
+        elif isinstance(value, list):
             for i, item in enumerate(list(value)):
                 if isinstance(item, keras.layers.Layer):
-                    def setter(new, lst=value, idx=i, old=item):
-                        lst[idx] = new
-                        for j, layer in enumerate(parent._layers):
-                            if layer is old:
-                                parent._layers[j] = new
-                    _visit(parent, item, fn, seen, setter)
+                    _visit(item, fn, seen, set_item(value, i, item))
 
 
-def _visit(parent, layer, fn, seen, setter):
+def _visit(layer, fn, seen, setter):
     if id(layer) in seen:
         return
     seen.add(id(layer))
