@@ -255,3 +255,19 @@ def test_unit_pruning_masks_batchnorm_so_a_bn_resnet_shrinks(tmp_path):
     fit(loaded, x, np.zeros((16, 2), "float32"), steps=2)
     unit_mask = [w for w in loaded.layers if isinstance(w, tfprune.PruneLowMagnitude)][0].targets[0].mask.numpy()
     assert (loaded.get_layer("bn0").beta.numpy()[unit_mask == 0] == 0).all()
+
+
+def test_one_wrapper_per_schedule_drives_the_mask_updates():
+    pruned = tfprune.prune_low_magnitude(sequential(), every_step(0.5))
+    drivers = [w for w in pruned.layers if isinstance(w, tfprune.PruneLowMagnitude) and w._drives.links]
+    assert len(drivers) == 1 and len(drivers[0]._drives.links) == 3
+
+
+def test_global_scope_on_a_subclassed_model():
+    pruned = tfprune.prune_low_magnitude(subclassed(), every_step(0.75), scope="global")
+    fit(pruned, X, Y, steps=2)
+    sizes = [pruned.d1.layer.kernel, pruned.blocks[0].layer.kernel, pruned.blocks[1].layer.kernel,
+             pruned.out.layer.kernel]
+    total = sum(int(np.prod(k.shape)) for k in sizes)
+    zeros = sum(int((k.numpy() == 0).sum()) for k in sizes)
+    assert zeros == total - masks.keep_count(total, 0.75)

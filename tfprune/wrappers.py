@@ -4,10 +4,11 @@ How pruning runs inside `model.fit` (no per-batch Python callback):
 
 - Each wrapper holds a non-trainable `pruning_step` (the number of training steps it
   has seen) and one mask variable per pruned weight.
-- In a training call, the *leader* of a pruning group asks the schedule whether this
-  step is an update step; if so it recomputes the masks of every member (by
-  `tfprune.masks`), writes them and zeroes the masked weights, all in the compiled
-  train step (`tf.cond`). Then every wrapper increments its step.
+- In a training call, one wrapper per schedule (the first in model order) asks the
+  schedule whether this step is an update step; if so it recomputes the masks of
+  every group on that schedule (by `tfprune.masks`), writes them and zeroes the
+  masked weights, all in the compiled train step (one `tf.cond` per step, not one
+  per layer). Then every wrapper increments its step.
 - The masks are also installed as the weights' Keras constraints, which the
   optimizer applies right after each update. So the weights are exactly zero where
   masked after every step: a checkpoint saved at any time is as sparse as its masks
@@ -68,6 +69,14 @@ class _MaskConstraint:
             w = self.inner(w)
         mask = self.mask if self.shape is None else keras.ops.reshape(self.mask, self.shape)
         return w * keras.ops.cast(mask, w.dtype)
+
+
+class _Drives:
+    """The groups whose masks a wrapper updates (untracked): one wrapper per
+    schedule drives every group on that schedule, so a step costs one `tf.cond`."""
+
+    def __init__(self, links=()):
+        self.links = list(links)
 
 
 class _Followers:
@@ -180,6 +189,7 @@ class PruneLowMagnitude(keras.layers.Wrapper):
         self._followers = _Followers()
         self._spec = spec
         self._link = None
+        self._drives = _Drives()
         self._step_tracked = False
         self.supports_masking = getattr(layer, "supports_masking", False)
 
@@ -247,7 +257,7 @@ class PruneLowMagnitude(keras.layers.Wrapper):
         if training and not (in_symbolic_scope() or in_stateless_scope()):
             if not self._step_tracked:
                 raise RuntimeError(_MISSING_CALLBACK.format(name=self.name))
-            if self._link is not None and self._link.leader is self:
+            if self._drives.links:
                 self._maybe_update_masks()
             self.pruning_step.assign_add(1)
         return self.layer(inputs, *args, training=training, **kwargs)
@@ -258,17 +268,30 @@ class PruneLowMagnitude(keras.layers.Wrapper):
     # ------------------------------------------------------------------ masks
 
     def _maybe_update_masks(self):
+        """One `tf.cond` per step: on update steps, every driven group's masks."""
         step = self.pruning_step
-        should, sparsity = self.pruning_schedule(step)
+        schedule = self.pruning_schedule
+        should = schedules.should_update(
+            step, schedule.begin_step, schedule.end_step, schedule.frequency
+        )
 
         def update():
-            self._update_group_masks(sparsity, step)
+            sparsity = schedule.sparsity(step)
+            for link in self._drives.links:
+                link.leader._update_group_masks(sparsity, step)
             return tf.constant(True)
 
         tf.cond(should, update, lambda: tf.constant(False))
 
     def _update_group_masks(self, sparsity, step):
         link = self._link
+        unbuilt = [w.name for w in link.members if not w.built]
+        if unbuilt:
+            raise RuntimeError(
+                f"Layers {unbuilt} of pruning group {self.group!r} are not built when "
+                f"`{self.name}` updates the group's masks. Call the model once on a "
+                "batch before training so every layer is built."
+            )
         if self.granularity == "weight":
             targets = [t for w in link.members for t in w._targets]
             scores = [masks_lib.weight_scores(t.variable) for t in targets]
@@ -350,6 +373,9 @@ def link_groups(wrappers, model=None):
     With `model`, unit-pruned wrappers' `followers` are resolved to its layers and
     their gamma/beta masked. Returns the list of groups (`_Link` objects).
     """
+    for w in wrappers:
+        if not w.built and w.layer.built:
+            w.build()  # masks need only the inner layer's variables
     if model is not None:
         _link_followers(wrappers, model)
     links = []
@@ -358,7 +384,16 @@ def link_groups(wrappers, model=None):
         _check_group(link)
         for w in members:
             w._link = link
+            w._drives = _Drives()
         links.append(link)
+    by_schedule = {}
+    for link in links:
+        if all(w.built for w in link.members):
+            by_schedule.setdefault(link.leader.pruning_schedule, []).append(link)
+        else:  # built lazily in the first step: each leader drives its own group
+            link.leader._drives = _Drives([link])
+    for driven in by_schedule.values():
+        driven[0].leader._drives = _Drives(driven)
     return links
 
 
