@@ -21,9 +21,12 @@ tracemalloc peak (NumPy arrays) and the growth of the RSS high-water mark
 
 On this VM, memory a process touches for the first time costs ~1-2.5 s/GB (page
 faults the host must back; `sys` time below), a cost bare metal mostly does not
-have and that every method pays in proportion to its peak memory. The main rows
-are cold (a fresh process, as a user runs it); the `+prefault` rows touch and free
-2.5 GB in the worker before the timer starts, so tfprune runs on warm memory.
+have and that every method pays in proportion to its peak memory. tfprune streams
+each tensor through a few reused 1M-element buffers, so its peak is tens of MB.
+The main rows are cold (a fresh process, as a user runs it); the `+prefault` rows
+touch and free 2.5 GB in the worker before the timer starts (warm memory: what is
+left is not page faults). The VM is shared: timings move by 2x with other load;
+compare rows of one run (the ratios), not runs.
 Run:
 
     .venv/bin/python benchmarks/h5_speed.py [--workdir DIR] [--repeats 3]
@@ -223,14 +226,18 @@ def main(argv=None):
         if not args.workdir:
             shutil.rmtree(workdir, ignore_errors=True)
     t = {k: v["seconds"] for k, v in results.items()}
+    peak = {k: v["tracemalloc_peak_mb"] / largest_mb for k, v in results.items()}
     ratios = {
         "seed_over_tfprune_weight": t["seed-weight"] / t["tfprune-weight"],
         "seed_over_tfprune_unit": t["seed-unit"] / t["tfprune-unit"],
         "tfprune_weight_over_copy": t["tfprune-weight"] / t["copy"],
         "tfprune_unit_over_copy": t["tfprune-unit"] / t["copy"],
         "tfprune_weight_over_copy_fsync": t["tfprune-weight"] / t["copy+fsync"],
+        "tfprune_unit_over_copy_fsync": t["tfprune-unit"] / t["copy+fsync"],
         "tfprune_weight_prefault_over_copy": t["tfprune-weight+prefault"] / t["copy"],
         "tfprune_unit_prefault_over_copy": t["tfprune-unit+prefault"] / t["copy"],
+        "tfprune_weight_peak_over_largest_tensor": peak["tfprune-weight"],
+        "tfprune_unit_peak_over_largest_tensor": peak["tfprune-unit"],
     }
     print(f"\nVGG-16 weights file: {size_mb:.0f} MB, largest tensor {largest_mb:.0f} MB, "
           f"sparsity {SPARSITY}, {os.cpu_count()} CPUs")

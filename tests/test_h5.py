@@ -196,6 +196,24 @@ def _predicts(model):
     assert y.shape == (2, 3) and np.all(np.isfinite(y))
 
 
+# ----------------------------------------------------------------------------- blocks
+
+
+@pytest.mark.parametrize("shape", [(5,), (7, 3), (3, 3, 4, 5), (2, 9, 1), (1, 1000)], ids=str)
+@pytest.mark.parametrize("budget", [1, 4, 10, 10_000])
+def test_blocks_are_consecutive_c_order_runs_within_budget(shape, budget, monkeypatch):
+    monkeypatch.setattr(masks, "BLOCK_SIZE", budget)
+    a = np.arange(int(np.prod(shape))).reshape(shape)
+    for lead in range(len(shape) + 1):
+        slab = int(np.prod(shape[lead:]))
+        pieces = []
+        for sel, block_shape in h5prune._blocks(shape, lead):
+            piece = a[sel]
+            assert piece.shape == block_shape and piece.size <= max(budget, slab)
+            pieces.append(piece.reshape(-1))
+        np.testing.assert_array_equal(np.concatenate(pieces), a.reshape(-1))
+
+
 # ----------------------------------------------------------------------------- pruning
 
 
@@ -378,27 +396,28 @@ def _seq_model(lib):
     return lib.Model(inp, L.Dense(2, name="head")(x))
 
 
-def _spec_expected(model, granularity):
-    """`{weight path: pruned array}` of a Keras 3 model, straight from the registry."""
-    out = {}
+def _spec_expected(model, granularity, scope="layer"):
+    """`{weight path: pruned array}` of a Keras 3 model, straight from the registry
+    and `masks.select_np` on the live arrays (all layers but "head")."""
+    items = []  # (layer, [(path, array, unit shape)]) per ranked tensor or layer
     for layer in model.layers:
         spec = registry.get_spec(layer)
         if spec is None or layer.name == "head":
             continue
         if granularity == "weight":
-            for path, v in spec.weight_targets(layer):
-                w = v.numpy()
-                keep = masks.select_np([masks.weight_scores_np(w)], 0.5)[0]
-                out[f"{layer.name}.{path}"] = np.where(keep.reshape(w.shape), w, 0)
-            continue
-        unit = spec.unit_targets(layer)
-        if unit is None:
-            continue
-        _, kernel, targets = unit
-        k = kernel.numpy()
-        keep = masks.select_np([masks.unit_scores_np(k, targets[0][2])], 0.5)[0]
-        for path, v, ushape in targets:
-            out[f"{layer.name}.{path}"] = v.numpy() * keep.reshape(ushape)
+            items += [(layer, [(path, v.numpy(), None)]) for path, v in spec.weight_targets(layer)]
+        elif spec.unit_targets(layer) is not None:
+            items.append((layer, [(p, v.numpy(), u) for p, v, u in spec.unit_targets(layer)[2]]))
+    if granularity == "weight":
+        scores = [masks.weight_scores_np(targets[0][1]) for _, targets in items]
+    else:
+        scores = [masks.unit_scores_np(targets[0][1], targets[0][2], normalize=scope == "global")
+                  for _, targets in items]
+    out = {}
+    for (layer, targets), keep in zip(items, masks.select_np(scores, 0.5, scope)):
+        for path, w, ushape in targets:
+            keep_w = keep.reshape(w.shape if ushape is None else ushape)
+            out[f"{layer.name}.{path}"] = np.where(keep_w, w, np.zeros((), w.dtype))
     return out
 
 
@@ -426,6 +445,58 @@ def test_layer_classes_pruned_as_in_training_in_keras3_and_tf_keras(tmp_path, bu
     for a, b in zip(k3.get_weights(), tk.get_weights()):
         np.testing.assert_array_equal(a, b)
     assert expected  # something was pruned
+
+
+def _blocky_model():
+    """Conv, depthwise, transposed conv and Dense kernels with ties, zeros, NaN, inf."""
+    L = keras.layers
+    inp = keras.Input((6, 6, 3))
+    x = L.Conv2D(8, 3, padding="same", name="conv")(inp)
+    x = L.DepthwiseConv2D(3, padding="same", depth_multiplier=2, name="dw")(x)
+    x = L.Conv2DTranspose(6, 3, padding="same", name="convt")(x)
+    x = L.Dense(40, name="dense")(L.Flatten()(x))
+    model = keras.Model(inp, L.Dense(2, name="head")(x))
+    _randomize(model, 3)
+    rng = np.random.default_rng(3)
+    dense = np.round(model.get_layer("dense").kernel.numpy(), 1)  # long tie runs
+    dense[rng.random(dense.shape) < 0.4] = 0.0  # and zeros, as in a pruned file
+    model.get_layer("dense").kernel.assign(dense)
+    conv = model.get_layer("conv").kernel.numpy()
+    conv[0, 0, 0, :3] = [np.nan, np.inf, -np.inf]
+    model.get_layer("conv").kernel.assign(conv)
+    return model
+
+
+@pytest.mark.parametrize("block_size", [7, 50])
+@pytest.mark.parametrize("granularity,scope", CASES)
+def test_block_by_block_equals_select_np_on_arrays(tmp_path, monkeypatch, block_size,
+                                                   granularity, scope):
+    """Tensors cut into many blocks (rows split, tie runs split across blocks) give
+    exactly the masks `select_np` gives on the whole arrays, in every mode."""
+    monkeypatch.setattr(masks, "BLOCK_SIZE", block_size)
+    model = _blocky_model()
+    expected = _spec_expected(model, granularity, scope)
+    untouched = {v.path: v.numpy() for v in model.weights}
+    path = str(tmp_path / "b.weights.h5")
+    model.save_weights(path)
+    dry = h5prune.prune_weights_file(path, 0.5, granularity=granularity, scope=scope,
+                                     dry_run=True)
+    report = h5prune.prune_weights_file(path, 0.5, granularity=granularity, scope=scope)
+    model.load_weights(path)
+    for key, want in expected.items():
+        layer_name, attr = key.split(".", 1)
+        v = registry.LayerSpec(()).get(model.get_layer(layer_name), attr)
+        np.testing.assert_array_equal(v.numpy(), want, err_msg=key)
+        untouched.pop(v.path)
+    for name, want in untouched.items():
+        np.testing.assert_array_equal(_weight(model, name), want, err_msg=name)
+    assert [r.to_dict() for r in dry.rows] == [r.to_dict() for r in report.rows]
+    assert sum(r.zeros_after for r in report.rows) == sum(
+        int(np.sum(w == 0)) for w in expected.values())
+
+
+def _weight(model, path):
+    return next(v.numpy() for v in model.weights if v.path == path)
 
 
 def test_custom_layer_kernels_found_by_ndim(tmp_path):

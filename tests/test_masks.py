@@ -117,3 +117,154 @@ def test_bad_scope_and_round_to_raise():
         masks.select_np([np.ones(3)], 0.5, scope="model")
     with pytest.raises(ValueError, match="Received: round_to=0"):
         masks.check_round_to(0)
+
+
+# ----------------------------------------------------------------------------- chunked
+
+
+def reference_keep(scores, k):
+    """The keep set of the module doc by a stable sort: the k largest, ties by index."""
+    keep = np.zeros(scores.size, bool)
+    keep[np.argsort(-scores.reshape(-1).astype(np.float64), kind="stable")[:k]] = True
+    return keep
+
+
+def chunked_keep(scores, k, chunk):
+    """`topk_threshold_np` + `keep_bits_np` over `scores` cut into `chunk`-sized pieces."""
+    bits = masks.score_bits_np(scores.reshape(-1))
+    starts = range(0, bits.size, chunk)
+    t, ties = masks.topk_threshold_np(lambda: (bits[i : i + chunk] for i in starts), k, bits.size)
+    keep = np.zeros(bits.size, bool)
+    for i in starts:
+        ties = masks.keep_bits_np(bits[i : i + chunk], t, ties, keep[i : i + chunk])
+    assert ties == 0
+    return keep
+
+
+def scores_of(kind, n, rng):
+    """Non-negative float32 scores: distinct, tied, zero-heavy, near-equal, with inf."""
+    if kind == "normal":
+        return np.abs(rng.standard_normal(n)).astype(np.float32)
+    if kind == "few-values":  # long tie runs everywhere
+        return rng.integers(0, 4, n).astype(np.float32)
+    if kind == "zero-heavy":  # a file pruned before: 95% zeros
+        s = np.abs(rng.standard_normal(n)).astype(np.float32)
+        s[rng.random(n) < 0.95] = 0.0
+        return s
+    if kind == "all-equal":
+        return np.full(n, 0.25, np.float32)
+    if kind == "ulps":  # neighbours one bit apart, denormals and inf
+        s = (rng.integers(0, 5, n) + (1 << 23)).astype(np.int32).view(np.float32)
+        s[rng.random(n) < 0.1] = np.float32(1e-42)
+        s[rng.random(n) < 0.01] = np.inf
+        return s
+    raise ValueError(kind)
+
+
+KINDS = ["normal", "few-values", "zero-heavy", "all-equal", "ulps"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize(
+    "n,chunk", [(1, 1), (10, 3), (1000, 7), (1000, 1000), (70_000, 4099), (300_000, 65_536)],
+    ids=lambda x: str(x),
+)
+@pytest.mark.parametrize("sparsity", [0.0, 0.5, 0.9, 0.999], ids=lambda s: f"s{s}")
+def test_chunked_threshold_equals_the_keep_set(kind, n, chunk, sparsity, rng):
+    scores = scores_of(kind, n, rng)
+    k = masks.keep_count(n, sparsity)
+    want = reference_keep(scores, k)
+    np.testing.assert_array_equal(chunked_keep(scores, k, chunk), want)
+    np.testing.assert_array_equal(masks.topk_keep_np(scores, k), want)
+
+
+def test_tie_runs_split_by_chunk_boundaries_keep_lowest_indices():
+    scores = np.array([3, 1, 1, 1, 1, 1, 1, 1, 2, 1, 1, 0], np.float32)
+    for chunk in (1, 2, 3, 5):
+        for k in range(1, scores.size + 1):
+            np.testing.assert_array_equal(chunked_keep(scores, k, chunk), reference_keep(scores, k))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_radix_fallback_when_the_sample_misleads(kind, rng, monkeypatch):
+    scores = scores_of(kind, 200_000, rng)
+    k = masks.keep_count(scores.size, 0.9)
+    want = reference_keep(scores, k)
+    sample_bracket = masks._bracket
+    for wrong in [
+        lambda sample, k, n: (0, 0),  # the k-th largest above the range
+        lambda sample, k, n: (0x7F800000, 0x7F800000),  # below it
+        lambda sample, k, n: (0, 0x7FFFFFFF),  # everything inside: over the cap
+    ]:
+        monkeypatch.setattr(masks, "_bracket", wrong)
+        np.testing.assert_array_equal(chunked_keep(scores, k, 10_000), want)
+    monkeypatch.setattr(masks, "_bracket", sample_bracket)
+    bits = masks.score_bits_np(scores)
+    chunks = lambda: (bits[i : i + 7777] for i in range(0, bits.size, 7777))  # noqa: E731
+    assert masks._radix_select(chunks, k, masks.Scratch()) == masks.topk_threshold_np(
+        chunks, k, bits.size)
+
+
+def test_nan_ranks_above_inf_in_numpy_and_tf(rng):
+    scores = np.abs(rng.standard_normal(5000)).astype(np.float32)
+    scores[rng.choice(5000, 40, replace=False)] = np.nan
+    scores[rng.choice(5000, 40, replace=False)] = np.inf
+    for k in (10, 60, 500):
+        a, b = np_and_tf(scores, k)
+        assert a.sum() == k and (a == b).all()
+        assert np.isnan(scores[a]).sum() == min(k, 40)
+
+
+def test_topk_keep_np_still_ranks_negative_and_float64_scores(rng):
+    for scores in (rng.standard_normal(1000).astype(np.float32), rng.standard_normal(1000),
+                   np.array([0.0, -0.0, 1.0, -0.0], np.float32)):
+        for k in (1, 2, scores.size // 2):
+            np.testing.assert_array_equal(masks.topk_keep_np(scores, k), reference_keep(scores, k))
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float32", "float64"])
+def test_score_bits_are_the_float32_scores(dtype, rng):
+    w = (rng.standard_normal(1000) * 100).astype(dtype)
+    w[:3] = [0.0, -0.0, -np.inf]
+    np.testing.assert_array_equal(masks.score_bits_np(w), masks.weight_scores_np(w).view(np.int32))
+
+
+def test_top1_index_is_the_first_largest_across_chunks():
+    bits = np.array([1, 5, 2, 5, 5, 0], np.int32)
+    for chunk in (1, 2, 4, 6):
+        assert masks.top1_index_np(bits[i : i + chunk] for i in range(0, 6, chunk)) == 1
+
+
+def test_global_keep_count_keeps_the_floor_of_each_tensor():
+    assert masks.global_keep_count([1000, 10], 0.999) == 2
+    assert masks.global_keep_count([1000, 10], 0.5) == 505
+    assert masks.global_keep_count([5, 5], 0.9, floor=4) == 8
+
+
+UNIT_CASES = [
+    pytest.param((784, 100), (100,), id="dense"),
+    pytest.param((300, 3), (3,), id="dense-few-units"),
+    pytest.param((3, 3, 8, 16), (16,), id="conv"),
+    pytest.param((3, 3, 16, 8), (16, 1), id="conv-transpose"),
+    pytest.param((3, 3, 8, 2), (8, 2), id="depthwise"),
+    pytest.param((5, 7), (5, 7), id="nothing-reduced"),
+]
+
+
+@pytest.mark.parametrize("shape,unit_shape", UNIT_CASES)
+def test_unit_scores_by_blocks_are_bit_for_bit_one_sum(shape, unit_shape, rng, monkeypatch):
+    k = (rng.standard_normal(shape) * rng.uniform(0.01, 100, shape[-1])).astype(np.float32)
+    aligned = (1,) * (len(shape) - len(unit_shape)) + unit_shape
+    axes = tuple(i for i, d in enumerate(aligned) if d == 1)
+    whole = np.sum(k.astype(np.float64) ** 2, axis=axes).reshape(-1)  # the one-array formula
+    lead = masks.unit_lead_axes(shape, unit_shape)
+    rows = k.reshape(-1, *shape[lead:]) if lead else k[None]
+    for step in sorted({1, 2, 5, max(1, len(rows) // 3), len(rows)}):
+        blocks = (rows[i : i + step] for i in range(0, len(rows), step))
+        got = masks.unit_scores_chunked_np(blocks, shape, unit_shape)
+        np.testing.assert_array_equal(got, whole)
+    for block_size in (1, 100, 1 << 20):
+        monkeypatch.setattr(masks, "BLOCK_SIZE", block_size)
+        np.testing.assert_array_equal(masks.unit_scores_np(k, unit_shape), whole)
+        np.testing.assert_array_equal(masks.unit_scores_np(k, unit_shape, normalize=True),
+                                      whole / (k.size // whole.size))
