@@ -268,3 +268,17 @@ def test_unit_scores_by_blocks_are_bit_for_bit_one_sum(shape, unit_shape, rng, m
         np.testing.assert_array_equal(masks.unit_scores_np(k, unit_shape), whole)
         np.testing.assert_array_equal(masks.unit_scores_np(k, unit_shape, normalize=True),
                                       whole / (k.size // whole.size))
+
+
+def test_tf_keep_count_of_python_float_matches_numpy_for_large_n():
+    # 0.9 must not pass through float32 (0.8999999762 keeps two more of 102M).
+    n = 25088 * 4096
+    assert int(masks._tf_keep_count(n, 0.9)) == masks.keep_count(n, 0.9) == 10276045
+
+
+def test_tf_select_with_many_ties_beyond_threshold_keeps_lowest_indices():
+    scores = np.zeros(1000, np.float32)
+    scores[::7] = 2.0
+    keep = masks.topk_keep(tf.constant(scores), 300).numpy()
+    expected = masks.topk_keep_np(scores, 300)
+    assert keep.sum() == 300 and (keep == expected).all()

@@ -466,6 +466,10 @@ def unit_scores(kernel, unit_shape, normalize=False):
 
 
 def _tf_keep_count(n, sparsity):
+    # A Python float must become float64 directly: tf.cast(0.9, float64) would go
+    # through float32 (0.8999999762) and keep a different count than keep_count.
+    if not tf.is_tensor(sparsity):
+        sparsity = tf.constant(float(sparsity), tf.float64)
     k = tf.cast(tf.round(float(n) * (1.0 - tf.cast(sparsity, tf.float64))), tf.int64)
     return tf.maximum(k, 1)
 
@@ -490,19 +494,23 @@ def _topk_keep_float32(flat, k):
     cum1 = tf.cumsum(c1, reverse=True)  # items with hi >= bucket
     b = tf.cast(tf.reduce_sum(tf.cast(cum1 >= k, tf.int32)) - 1, tf.int32)
     above = cum1[b] - c1[b]
-    in_b = tf.equal(hi, b)
-    lo = tf.where(in_b, tf.bitwise.bitwise_and(bits, 0xFFFF), 0)
+    lo = tf.where(tf.equal(hi, b), tf.bitwise.bitwise_and(bits, 0xFFFF), 0)
     c2 = tf.math.bincount(lo, minlength=65536, maxlength=65536, dtype=tf.int64)
-    outside = n - tf.reduce_sum(tf.cast(in_b, tf.int64))
-    c2 = c2 - tf.one_hot(0, 65536, dtype=tf.int64) * outside
+    c2 = c2 - tf.one_hot(0, 65536, dtype=tf.int64) * (n - c1[b])  # drop other buckets
     cum2 = tf.cumsum(c2, reverse=True) + above
     l = tf.cast(tf.reduce_sum(tf.cast(cum2 >= k, tf.int32)) - 1, tf.int32)
     t = tf.bitwise.bitwise_or(tf.bitwise.left_shift(b, 16), l)
-    gt = bits > t
-    eq = tf.equal(bits, t)
-    need = k - tf.reduce_sum(tf.cast(gt, tf.int64))
-    rank = tf.cumsum(tf.cast(eq, tf.int64))
-    return tf.logical_or(gt, tf.logical_and(eq, rank <= need))
+    need = k - (cum2[l] - c2[l])  # tied items to keep; c2[l] items tie at t
+
+    def keep_all_ties():  # the usual case: no extra ties, no O(n) ranking needed
+        return bits >= t
+
+    def keep_first_ties():
+        eq = tf.equal(bits, t)
+        rank = tf.cumsum(tf.cast(eq, tf.int32))
+        return tf.logical_or(bits > t, tf.logical_and(eq, tf.cast(rank, tf.int64) <= need))
+
+    return tf.cond(tf.equal(need, c2[l]), keep_all_ties, keep_first_ties)
 
 
 def _topk_keep_sorted(flat, k):
