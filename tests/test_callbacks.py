@@ -105,3 +105,14 @@ def test_pruning_summaries_are_readable_by_tensorboard(tmp_path):
 def test_pruning_summaries_rejects_bad_log_dir():
     with pytest.raises(ValueError, match="Received: log_dir=3"):
         tfprune.callbacks.PruningSummaries(log_dir=3)
+
+
+def test_steps_count_from_one_like_tfmot():
+    # tfmot increments its step before asking the schedule: with begin_step=0 and
+    # frequency=4 the first update is at the 4th batch, not the 1st.
+    model = pruned_model(tfprune.ConstantSparsity(0.5, begin_step=0, frequency=4))
+    fit(model, X, Y, steps=3)
+    assert int(model.layers[0].last_update_step.numpy()) == -1
+    fit(model, X, Y, steps=1)
+    assert int(model.layers[0].last_update_step.numpy()) == 4
+    assert int(model.layers[0].pruning_step.numpy()) == 4

@@ -83,7 +83,13 @@ def test_warns_when_final_sparsity_is_never_reached():
 
 def test_update_steps_lists_the_update_steps():
     assert ConstantSparsity(0.5, 10, frequency=25).update_steps(80) == [10, 35, 60]
-    assert PolynomialDecay(0, 0.5, 0, 20, frequency=10).update_steps(1000) == [0, 10, 20]
+    # Steps count from 1 (as in tfmot), so begin_step=0 first updates at `frequency`.
+    assert PolynomialDecay(0, 0.5, 0, 20, frequency=10).update_steps(1000) == [10, 20]
+    assert ConstantSparsity(0.5, 0, frequency=1).update_steps(3) == [1, 2, 3]
+    assert PolynomialDecay(0, 0.5, 0, 20, frequency=10).first_update_step() == 10
+    assert ConstantSparsity(0.5, 7, frequency=10).first_update_step() == 7
+    with pytest.warns(UserWarning, match="never updates masks"):
+        assert ConstantSparsity(0.5, 0, end_step=5, frequency=10).first_update_step() is None
 
 
 BAD = [
@@ -125,3 +131,14 @@ def test_config_is_flat_and_round_trips(schedule):
 def test_formula_functions_are_exported():
     assert float(schedules.polynomial_decay_sparsity(5, 0.0, 1.0 - 1e-9, 0, 10, 1)) == pytest.approx(0.5)
     assert bool(schedules.should_update(30, 10, -1, 10))
+
+
+@pytest.mark.parametrize(
+    "make",
+    [lambda: ConstantSparsity(0.5, 0, end_step=5, frequency=10),
+     lambda: PolynomialDecay(0.0, 0.5, 0, 0, frequency=10)],
+    ids=["constant-ends-before-first-update", "polynomial-begin-equals-end-at-0"],
+)
+def test_warns_when_a_schedule_never_updates(make):
+    with pytest.warns(UserWarning, match="never updates masks"):
+        make()

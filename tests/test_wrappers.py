@@ -145,16 +145,16 @@ def test_bad_wrapper_arguments_raise(kwargs, message):
 
 
 def test_masks_stay_applied_between_updates_tfmot_206():
-    # One update at step 0, then many Adam steps: momentum would move masked weights
+    # One update at step 1, then many Adam steps: momentum would move masked weights
     # off zero (tfmot #206); the mask constraint keeps them at exactly zero.
     inputs = keras.Input((20,))
     wrapper = tfprune.prune_low_magnitude(
-        L.Dense(10), tfprune.ConstantSparsity(0.8, begin_step=0, frequency=1000))
+        L.Dense(10), tfprune.ConstantSparsity(0.8, begin_step=1, frequency=1000))
     model = keras.Model(inputs, wrapper(inputs))
     x = np.random.default_rng(1).standard_normal((64, 20)).astype("float32")
     fit(model, x, np.ones((64, 10), "float32"), steps=25)
     kernel = wrapper.layer.kernel.numpy()
-    assert int(wrapper.last_update_step.numpy()) == 0
+    assert int(wrapper.last_update_step.numpy()) == 1
     assert (kernel == 0).sum() == 160
     np.testing.assert_array_equal(kernel == 0, wrapper.targets[0].mask.numpy() == 0)
 

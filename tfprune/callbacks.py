@@ -68,10 +68,11 @@ class UpdatePruningStep(keras.callbacks.Callback):
                 f"tfprune: training ended after {steps} steps without any mask update "
                 f"for {len(never)} pruned layer(s) ({', '.join(never[:5])}"
                 f"{', ...' if len(never) > 5 else ''}): NOTHING WAS PRUNED. The schedule "
-                f"{schedule!r} first updates at step {schedule.begin_step}; lower "
-                "`begin_step`/`frequency` or train for more steps. (A subclassed "
-                "model whose call() has no `training` argument never tells its "
-                "layers they are training: add `training=None` to its signature.)"
+                f"{schedule!r} first updates at step {schedule.first_update_step()} "
+                "(steps count from 1); lower `begin_step`/`frequency` or train for more "
+                "steps. (A subclassed model whose call() has no `training` argument never "
+                "tells its layers they are training: add `training=None` to its "
+                "signature.)"
             )
             logger.warning(message)
             warnings.warn(message, RuntimeWarning, stacklevel=2)

@@ -7,7 +7,8 @@ validated arguments and serialize to flat configs.
 Semantics are exactly tensorflow-model-optimization's, so migrating users get the
 same masks at the same steps:
 
-- a mask update happens at `step` when
+- training steps count from 1 (tfmot's wrapper increments its step before asking
+  the schedule), and a mask update happens at `step` when
   `begin_step <= step <= end_step` (or `end_step < 0`) and
   `(step - begin_step) % frequency == 0`;
 - `PolynomialDecay`: `p = clip((step - begin_step) / (end_step - begin_step), 0, 1)`,
@@ -97,6 +98,14 @@ def _check_int(name, value, minimum=None):
     return value
 
 
+def _warn_never(schedule):
+    warnings.warn(
+        f"{schedule!r} never updates masks: steps count from 1, and no step in "
+        f"[max(begin_step, 1), end_step] is begin_step + a multiple of frequency.",
+        stacklevel=3,
+    )
+
+
 class PruningSchedule:
     """Base class: `schedule(step)` returns `(should_update, sparsity)` tensors.
 
@@ -121,9 +130,16 @@ class PruningSchedule:
         raise NotImplementedError
 
     def update_steps(self, num_steps):
-        """The steps in `[0, num_steps)` at which masks are updated (a Python list)."""
-        last = num_steps - 1 if self.end_step < 0 else min(self.end_step, num_steps - 1)
-        return list(range(self.begin_step, last + 1, self.frequency))
+        """The steps of a run of `num_steps` training steps at which masks are
+        updated (a Python list). Steps count from 1, as in tfmot: the first
+        training step is step 1."""
+        last = num_steps if self.end_step < 0 else min(self.end_step, num_steps)
+        return [s for s in range(self.begin_step, last + 1, self.frequency) if s >= 1]
+
+    def first_update_step(self):
+        """The first step (counting from 1) with a mask update, or None if none."""
+        first = self.begin_step if self.begin_step >= 1 else self.frequency
+        return first if self.end_step < 0 or first <= self.end_step else None
 
     @classmethod
     def from_config(cls, config):
@@ -168,6 +184,8 @@ class ConstantSparsity(PruningSchedule):
                 "Argument `end_step` must be -1 or >= `begin_step` "
                 f"({self.begin_step}). Received: end_step={self.end_step}"
             )
+        if self.first_update_step() is None:
+            _warn_never(self)
 
     def sparsity(self, step):
         return ops.full_like(ops.cast(step, "float64"), self.target_sparsity)
@@ -233,13 +251,15 @@ class PolynomialDecay(PruningSchedule):
             )
         self.power = power
         self.frequency = _check_int("frequency", frequency, 1)
-        if (self.end_step - self.begin_step) % self.frequency:
-            last = self.end_step - (self.end_step - self.begin_step) % self.frequency
+        updates = self.update_steps(max(self.end_step, 1))
+        if not updates:
+            _warn_never(self)
+        elif updates[-1] != self.end_step:
             warnings.warn(
                 f"PolynomialDecay: end_step - begin_step = {self.end_step - self.begin_step} "
                 f"is not a multiple of frequency={self.frequency}, so the last mask update "
-                f"is at step {last}, at sparsity "
-                f"{float(self.sparsity(last)):.4f} < final_sparsity={self.final_sparsity_}. "
+                f"is at step {updates[-1]}, at sparsity "
+                f"{float(self.sparsity(updates[-1])):.4f} < final_sparsity={self.final_sparsity_}. "
                 "Choose end_step = begin_step + a multiple of frequency.",
                 stacklevel=2,
             )

@@ -3,12 +3,13 @@
 How pruning runs inside `model.fit` (no per-batch Python callback):
 
 - Each wrapper holds a non-trainable `pruning_step` (the number of training steps it
-  has seen) and one mask variable per pruned weight.
+  has seen, so the first training step is step 1, as in tfmot) and one mask
+  variable per pruned weight.
 - In a training call, one wrapper per schedule (the first in model order) asks the
   schedule whether this step is an update step; if so it recomputes the masks of
   every group on that schedule (by `tfprune.masks`), writes them and zeroes the
   masked weights, all in the compiled train step (one `tf.cond` per step, not one
-  per layer). Then every wrapper increments its step.
+  per layer). Every wrapper first increments its step, then the schedule is asked.
 - The masks are also installed as the weights' Keras constraints, which the
   optimizer applies right after each update. So the weights are exactly zero where
   masked after every step: a checkpoint saved at any time is as sparse as its masks
@@ -257,9 +258,10 @@ class PruneLowMagnitude(keras.layers.Wrapper):
         if training and not (in_symbolic_scope() or in_stateless_scope()):
             if not self._step_tracked:
                 raise RuntimeError(_MISSING_CALLBACK.format(name=self.name))
+            # Like tfmot, count first: the first training step is step 1.
+            self.pruning_step.assign_add(1)
             if self._drives.links:
                 self._maybe_update_masks()
-            self.pruning_step.assign_add(1)
         return self.layer(inputs, *args, training=training, **kwargs)
 
     def compute_mask(self, inputs, mask=None):
