@@ -358,15 +358,7 @@ def _prune_subclassed(model, options):
 
 def _inner_with_masks(wrapper, new_inner):
     """Copy a wrapper's inner weights into `new_inner`, multiplied by the masks."""
-    masked = {id(t.variable): t for t in wrapper.targets}
-    values = []
-    for v in wrapper.layer.weights:
-        t = masked.get(id(v))
-        value = v.numpy()
-        if t is not None:
-            value = value * t.mask.numpy()
-        values.append(value)
-    new_inner.set_weights(values)
+    new_inner.set_weights([value for _, value in wrapper.masked_values()])
 
 
 def strip_pruning(model):

@@ -134,18 +134,22 @@ def _table(header, lines, left):
     return "\n".join(out)
 
 
+def _values(layer):
+    """`{id(variable): numpy value}` of a layer's weights, masks applied for wrappers."""
+    if isinstance(layer, PruneLowMagnitude):
+        return {id(v): value for v, value in layer.masked_values()}
+    return {id(v): keras.ops.convert_to_numpy(v) for v in layer.weights}
+
+
 def _weight_rows(layer, name):
-    wrapper = layer if isinstance(layer, PruneLowMagnitude) else None
-    inner = wrapper.layer if wrapper else layer
+    inner = layer.layer if isinstance(layer, PruneLowMagnitude) else layer
     spec = registry.get_spec(inner)
     if spec is None or not inner.built:
         return []
-    masks = {id(t.variable): t.mask.numpy() for t in wrapper.targets} if wrapper else {}
+    values = _values(layer)
     rows = []
     for path, v in spec.weight_targets(inner):
-        value = v.numpy()
-        if id(v) in masks:
-            value = value * masks[id(v)]
+        value = values[id(v)]
         rows.append(LayerSparsity(name, path, tuple(value.shape), int(value.size),
                                   int(np.count_nonzero(value == 0))))
     return rows
@@ -160,16 +164,7 @@ def _layer_costs(model):
 
 
 def _nonzero(layer):
-    wrapper = layer if isinstance(layer, PruneLowMagnitude) else None
-    inner = wrapper.layer if wrapper else layer
-    masks = {id(t.variable): t.mask.numpy() for t in wrapper.targets} if wrapper else {}
-    count = 0
-    for v in inner.weights:
-        value = np.asarray(v.numpy())
-        if id(v) in masks:
-            value = value * masks[id(v)]
-        count += int(np.count_nonzero(value))
-    return count
+    return sum(int(np.count_nonzero(value)) for value in _values(layer).values())
 
 
 def sparsity_report(model, reference=None):

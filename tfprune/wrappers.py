@@ -244,12 +244,16 @@ class PruneLowMagnitude(keras.layers.Wrapper):
         """The pruned weights, as `_Target(path, variable, mask, unit_shape)`."""
         return list(self._targets)
 
-    def masked_weights(self):
-        """`{path: numpy array}` of each pruned weight times its mask."""
-        out = {}
-        for t in self._targets:
-            m = t.mask.numpy()
-            out[t.path] = t.variable.numpy() * m
+    def masked_values(self):
+        """`[(variable, numpy value)]` for every weight of the inner layer; pruned
+        weights are multiplied by their masks (what `strip_pruning` keeps)."""
+        masks = {id(t.variable): t.mask.numpy() for t in self._targets}
+        out = []
+        for v in self.layer.weights:
+            value = keras.ops.convert_to_numpy(v)
+            if id(v) in masks:
+                value = value * masks[id(v)]
+            out.append((v, value))
         return out
 
     # ------------------------------------------------------------------ call
