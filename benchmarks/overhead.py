@@ -67,6 +67,7 @@ from tensorflow_model_optimization.python.core.sparsity.keras import (  # noqa: 
 )
 
 import tfprune  # noqa: E402
+from _common import tfprune_source  # noqa: E402
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
 VARIANTS = ("keras3", "tfprune", "tf_keras", "tfmot")
@@ -100,39 +101,6 @@ def check_one_process():
         "tfprune": tfprune.__version__,
         "tfprune_source": tfprune_source(),
     }
-
-
-def tfprune_source():
-    """Which tfprune was measured: its path, a hash of its .py sources, the git commit
-    of this repository and whether the measured sources equal that commit's."""
-    import hashlib
-    import subprocess
-
-    def digest(files):  # {relative posix path: bytes}
-        h = hashlib.sha256()
-        for name in sorted(files):
-            h.update(name.encode() + b"\0" + files[name])
-        return h.hexdigest()[:16]
-
-    pkg = pathlib.Path(tfprune.__file__).resolve().parent
-    info = {"path": str(pkg), "sha256": digest(
-        {f.relative_to(pkg).as_posix(): f.read_bytes() for f in pkg.rglob("*.py")})}
-    repo = pathlib.Path(__file__).resolve().parent.parent
-
-    def git(*cmd):
-        return subprocess.run(["git", "-C", str(repo), *cmd], capture_output=True,
-                              check=True).stdout
-
-    try:
-        commit = git("rev-parse", "HEAD").decode().strip()
-        names = [n for n in git("ls-tree", "-r", "--name-only", commit, "tfprune")
-                 .decode().split("\n") if n.endswith(".py")]
-        committed = {n[len("tfprune/"):]: git("show", f"{commit}:{n}") for n in names}
-        info["repo_commit"] = commit
-        info["equals_repo_commit"] = digest(committed) == info["sha256"]
-    except (OSError, subprocess.CalledProcessError):
-        pass
-    return info
 
 
 # --------------------------------------------------------------------------- models
