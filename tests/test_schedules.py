@@ -142,3 +142,11 @@ def test_formula_functions_are_exported():
 def test_warns_when_a_schedule_never_updates(make):
     with pytest.warns(UserWarning, match="never updates masks"):
         make()
+
+
+def test_long_schedules_are_checked_without_enumerating_steps():
+    # Building a list of update steps here would exhaust memory (10**12 steps).
+    s = PolynomialDecay(0.0, 0.9, 0, 10**12, frequency=1)
+    assert s.first_update_step() == 1
+    with pytest.warns(UserWarning, match=r"last mask update is at step 999999999900"):
+        PolynomialDecay(0.0, 0.9, 0, 10**12 - 1, frequency=100)

@@ -251,15 +251,15 @@ class PolynomialDecay(PruningSchedule):
             )
         self.power = power
         self.frequency = _check_int("frequency", frequency, 1)
-        updates = self.update_steps(max(self.end_step, 1))
-        if not updates:
+        last = self.end_step - (self.end_step - self.begin_step) % self.frequency
+        if self.first_update_step() is None:
             _warn_never(self)
-        elif updates[-1] != self.end_step:
+        elif last != self.end_step:
             warnings.warn(
                 f"PolynomialDecay: end_step - begin_step = {self.end_step - self.begin_step} "
                 f"is not a multiple of frequency={self.frequency}, so the last mask update "
-                f"is at step {updates[-1]}, at sparsity "
-                f"{float(self.sparsity(updates[-1])):.4f} < final_sparsity={self.final_sparsity_}. "
+                f"is at step {last}, at sparsity "
+                f"{float(self.sparsity(last)):.4f} < final_sparsity={self.final_sparsity_}. "
                 "Choose end_step = begin_step + a multiple of frequency.",
                 stacklevel=2,
             )
