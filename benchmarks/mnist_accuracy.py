@@ -48,7 +48,7 @@ import tf_keras  # noqa: E402
 import tensorflow_model_optimization as tfmot  # noqa: E402
 
 import tfprune  # noqa: E402
-from _common import tfprune_source  # noqa: E402
+from _common import one_process_environment  # noqa: E402
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
 SIZES = (300, 100, 10)
@@ -57,25 +57,6 @@ HAN = {"sparsity": 1 - 21.76e3 / 266.2e3, "accuracy": 0.9841,
        "source": "Han et al. 2015 (arXiv 1506.02626), LeNet-300-100 pruned 12x, "
                  "error 1.59% (dense 1.64%)"}
 TARGET_ACCURACY_AT_92 = 0.984
-
-
-def check_one_process():
-    from tensorflow_model_optimization.python.core.keras.compat import keras as tfmot_keras
-
-    if not keras.__version__.startswith("3.") or not tfmot_keras.__name__.startswith("tf_keras"):
-        raise SystemExit(
-            f"Keras 3 and tf_keras/tfmot cannot share this process: keras "
-            f"{keras.__version__}, tfmot uses {tfmot_keras.__name__}"
-        )
-    return {
-        "single_process": True,
-        "keras": keras.__version__,
-        "tf_keras": tf_keras.__version__,
-        "tensorflow": tf.__version__,
-        "tfmot": tfmot.__version__,
-        "tfprune": tfprune.__version__,
-        "tfprune_source": tfprune_source(),
-    }
 
 
 # --------------------------------------------------------------------------- models
@@ -301,10 +282,7 @@ def main(argv=None):
     def log(msg):
         print(msg, flush=True)
 
-    env = check_one_process()
-    log(f"one process: Keras {env['keras']} (tfprune) + tf_keras {env['tf_keras']} "
-        f"(tfmot {env['tfmot']}), TF {env['tensorflow']}; tfprune from "
-        f"{env['tfprune_source']['path']}")
+    env = one_process_environment(log)
     t_start = time.perf_counter()
     tf.config.experimental.enable_op_determinism()
 

@@ -67,7 +67,7 @@ from tensorflow_model_optimization.python.core.sparsity.keras import (  # noqa: 
 )
 
 import tfprune  # noqa: E402
-from _common import tfprune_source  # noqa: E402
+from _common import one_process_environment  # noqa: E402
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
 VARIANTS = ("keras3", "tfprune", "tf_keras", "tfmot")
@@ -76,31 +76,6 @@ FREQUENCY = 100
 FINAL_SPARSITY = 0.9
 TARGET_RATIO = 1.05
 TARGET_MASK_SPEEDUP = 5.0
-
-
-def check_one_process():
-    """Keras 3 for tfprune and tf_keras for tfmot must coexist in this process."""
-    from tensorflow_model_optimization.python.core.keras.compat import keras as tfmot_keras
-
-    problems = []
-    if not keras.__version__.startswith("3."):
-        problems.append(f"`import keras` is {keras.__version__}, not Keras 3")
-    if not tfmot_keras.__name__.startswith("tf_keras"):
-        problems.append(f"tfmot uses {tfmot_keras.__name__}, not tf_keras")
-    if problems:
-        raise SystemExit(
-            "Keras 3 and tf_keras/tfmot cannot share this process: " + "; ".join(problems)
-        )
-    return {
-        "single_process": True,
-        "keras": keras.__version__,
-        "tf_keras": tf_keras.__version__,
-        "tensorflow": tf.__version__,
-        "tfmot": tfmot.__version__,
-        "tfmot_keras_module": tfmot_keras.__name__,
-        "tfprune": tfprune.__version__,
-        "tfprune_source": tfprune_source(),
-    }
 
 
 # --------------------------------------------------------------------------- models
@@ -515,10 +490,7 @@ def main(argv=None):
     def log(msg):
         print(msg, flush=True)
 
-    env = check_one_process()
-    log(f"one process: Keras {env['keras']} (tfprune) + tf_keras {env['tf_keras']} "
-        f"(tfmot {env['tfmot']}), TF {env['tensorflow']}; tfprune from "
-        f"{env['tfprune_source']['path']}")
+    env = one_process_environment(log)
     load_before = os.getloadavg()
     t0 = time.perf_counter()
     result = {
