@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 import tf_keras
 
+from tfprune import cli
 from tfprune import h5 as h5prune
 from tfprune import masks
 from tfprune import registry
@@ -681,7 +682,7 @@ def test_error_mid_write_removes_temp_and_keeps_original(fresh, monkeypatch):
 
 def _cli(*args, **kwargs):
     return subprocess.run(
-        [PY, "-m", "tfprune.h5", "prune-h5", *args], capture_output=True, text=True,
+        [PY, "-m", "tfprune.cli", "prune-h5", *args], capture_output=True, text=True,
         cwd=REPO, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"), **kwargs,
     )
 
@@ -720,7 +721,7 @@ def test_cli_subprocess_bad_value_exits_nonzero_with_one_line(fresh):
 )
 def test_cli_options(fresh, capsys, args, check):
     path = fresh("keras3-archive")
-    assert h5prune.main(["prune-h5", path, "--sparsity", "0.5", "--json", *args]) == 0
+    assert cli.main(["prune-h5", path, "--sparsity", "0.5", "--json", *args]) == 0
     rows = json.loads(capsys.readouterr().out)["rows"]
     assert check({r["layer"] for r in rows})
 
@@ -735,13 +736,13 @@ def test_cli_options(fresh, capsys, args, check):
 )
 def test_cli_user_errors_return_2_with_message(fresh, capsys, args, message):
     path = fresh("keras3-archive")
-    assert h5prune.main(["prune-h5", path, "--sparsity", "0.5", *args]) == 2
+    assert cli.main(["prune-h5", path, "--sparsity", "0.5", *args]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err
 
 
 def test_cli_missing_file_returns_2(tmp_path, capsys):
-    assert h5prune.main(["prune-h5", str(tmp_path / "x.h5"), "--sparsity", "0.5"]) == 2
+    assert cli.main(["prune-h5", str(tmp_path / "x.h5"), "--sparsity", "0.5"]) == 2
     assert "x.h5" in capsys.readouterr().err
 
 
@@ -765,7 +766,7 @@ def _fork_prune(path, delay):
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, 1)
         os.dup2(devnull, 2)
-        os._exit(h5prune.main(["prune-h5", path, "--sparsity", "0.5"]))
+        os._exit(cli.main(["prune-h5", path, "--sparsity", "0.5"]))
     start = time.perf_counter()
     if delay is not None:
         time.sleep(delay)

@@ -9,13 +9,12 @@
    the dense and shrunk models, whose outputs equal the masked model's.
 """
 
-import argparse
 import gzip
 import os
 import pathlib
 import time
 
-__all__ = ["seed_mlp", "run", "register_cli"]
+__all__ = ["seed_mlp", "run"]
 
 
 def seed_mlp(input_dim=784, hidden=(1000, 1000, 500, 200), classes=10):
@@ -166,31 +165,3 @@ def run(output_dir="demo_output", sparsity=0.9, unit_sparsity=0.5, dense_epochs=
         "report": report,
         "model_path": str(model_path),
     }
-
-
-def register_cli(subparsers):
-    p = subparsers.add_parser("demo", help="end-to-end MNIST demo (prune the seed MLP to 90%%)")
-    p.add_argument("--output-dir", default="demo_output")
-    p.add_argument("--sparsity", type=float, default=0.9)
-    p.add_argument("--unit-sparsity", type=float, default=0.5,
-                   help="fraction of hidden units removed in the unit-pruning part (0: skip)")
-    p.add_argument("--dense-epochs", type=int, default=1)
-    p.add_argument("--prune-epochs", type=int, default=3)
-    p.add_argument("--samples", type=int, default=None,
-                   help="use only the first N training images (quick runs)")
-    p.add_argument("--data", default=None,
-                   help="mnist.npz or a directory (default: $TFPRUNE_DATA_DIR, else download)")
-    p.set_defaults(func=_main)
-
-
-def _main(args):
-    run(output_dir=args.output_dir, sparsity=args.sparsity, unit_sparsity=args.unit_sparsity,
-        dense_epochs=args.dense_epochs,
-        prune_epochs=args.prune_epochs, samples=args.samples, data_path=args.data)
-    return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    parser = argparse.ArgumentParser()
-    register_cli(parser.add_subparsers(dest="command", required=True))
-    raise SystemExit(_main(parser.parse_args(["demo"])))

@@ -1,0 +1,7 @@
+"""`python -m tfprune.cli ...`."""
+
+import sys
+
+from tfprune.cli import main
+
+sys.exit(main())
