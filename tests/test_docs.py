@@ -5,7 +5,7 @@ import importlib
 
 import pytest
 
-MODULES = ["tfprune.schedules", "tfprune.wrappers", "tfprune.prune", "tfprune.callbacks",
+MODULES = ["tfprune.schedules", "tfprune.wrappers", "tfprune.prune", "tfprune.callbacks.pruning_step", "tfprune.callbacks.summaries",
            "tfprune.report", "tfprune.datasets", "tfprune.h5"]
 
 

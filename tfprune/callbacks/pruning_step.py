@@ -1,6 +1,6 @@
-"""Callbacks: `UpdatePruningStep` (required while training) and `PruningSummaries`.
+"""`UpdatePruningStep`: the callback that drives pruning inside `model.fit`.
 
-Neither overrides a per-batch hook, so Keras keeps its asynchronous dispatch: the
+It overrides no per-batch hook, so Keras keeps its asynchronous dispatch: the
 per-step work (step counting, mask updates) runs inside the compiled train step
 (see `tfprune.wrappers`).
 """
@@ -9,17 +9,15 @@ import logging
 import warnings
 
 import keras
-import numpy as np
-import tensorflow as tf
 
 from tfprune.wrappers import collect_wrappers, link_groups
 
-__all__ = ["UpdatePruningStep", "PruningSummaries"]
+__all__ = ["UpdatePruningStep", "require_wrappers"]
 
 logger = logging.getLogger("tfprune")
 
 
-def _require_wrappers(model, who):
+def require_wrappers(model, who):
     wrappers = collect_wrappers(model)
     if not wrappers:
         raise ValueError(
@@ -50,7 +48,7 @@ class UpdatePruningStep(keras.callbacks.Callback):
     """
 
     def on_train_begin(self, logs=None):
-        self._wrappers = _require_wrappers(self.model, "UpdatePruningStep")
+        self._wrappers = require_wrappers(self.model, "UpdatePruningStep")
         link_groups(self._wrappers, self.model)
         for w in self._wrappers:
             w._step_tracked = True
@@ -76,57 +74,3 @@ class UpdatePruningStep(keras.callbacks.Callback):
             )
             logger.warning(message)
             warnings.warn(message, RuntimeWarning, stacklevel=2)
-
-
-class PruningSummaries(keras.callbacks.Callback):
-    """Writes each pruned layer's sparsity and threshold to TensorBoard.
-
-    Scalars `<layer>/sparsity` (fraction of masked entries over all its pruned
-    weights) and `<layer>/threshold` (smallest kept score at the last update:
-    |w| for weights, the unit's sum of squares for units) are written at the end
-    of every epoch, at step `optimizer.iterations`.
-
-    Args:
-        log_dir: directory for the event files.
-
-    Example:
-
-    >>> cb = tfprune.callbacks.PruningSummaries(log_dir="/tmp/logs")  # doctest: +SKIP
-    """
-
-    def __init__(self, log_dir):
-        super().__init__()
-        if not isinstance(log_dir, (str, bytes)) and not hasattr(log_dir, "__fspath__"):
-            raise ValueError(
-                f"Argument `log_dir` must be a path. Received: log_dir={log_dir!r}"
-            )
-        self.log_dir = str(log_dir)
-        self._writer = None
-
-    def on_train_begin(self, logs=None):
-        self._wrappers = _require_wrappers(self.model, "PruningSummaries")
-        self._writer = tf.summary.create_file_writer(self.log_dir)
-
-    def on_epoch_end(self, epoch, logs=None):
-        step = int(self.model.optimizer.iterations.numpy())
-        with self._writer.as_default():
-            for w in self._wrappers:
-                if not w.built:
-                    continue
-                total = zeros = 0
-                for t in w.targets:
-                    m = t.mask.numpy()
-                    # A unit mask covers every weight of its unit.
-                    scale = int(np.prod(t.variable.shape)) // m.size
-                    total += m.size * scale
-                    zeros += int((m == 0).sum()) * scale
-                tf.summary.scalar(f"{w.name}/sparsity", zeros / max(total, 1), step=step)
-                tf.summary.scalar(f"{w.name}/threshold", float(w.threshold.numpy()), step=step)
-        self._writer.flush()
-
-    def on_train_end(self, logs=None):
-        if self._writer is not None:
-            self._writer.flush()
-
-    def get_config(self):
-        return {"log_dir": self.log_dir}
