@@ -18,6 +18,7 @@ from tfprune.schedules import (  # noqa: E402
     PruningSchedule,
 )
 from tfprune.wrappers import PruneLowMagnitude  # noqa: E402
+from tfprune import sparsity  # noqa: E402  (tfmot-shaped namespace)
 
 __all__ = [
     "ConstantSparsity",
@@ -34,6 +35,7 @@ __all__ = [
     "masks",
     "prune_low_magnitude",
     "shrink",
+    "sparsity",
     "sparsity_report",
     "strip_pruning",
 ]

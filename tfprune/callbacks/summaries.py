@@ -27,9 +27,11 @@ class PruningSummaries(keras.callbacks.Callback):
 
     def __init__(self, log_dir):
         super().__init__()
-        if not isinstance(log_dir, (str, bytes)) and not hasattr(log_dir, "__fspath__"):
+        if (not isinstance(log_dir, (str, bytes)) and not hasattr(log_dir, "__fspath__")
+                or not str(log_dir)):
             raise ValueError(
-                f"Argument `log_dir` must be a path. Received: log_dir={log_dir!r}"
+                "Argument `log_dir` must be a non-empty path. "
+                f"Received: log_dir={log_dir!r}"
             )
         self.log_dir = str(log_dir)
         self._writer = None
