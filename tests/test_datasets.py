@@ -96,3 +96,83 @@ def test_falls_back_to_keras_download_when_no_local_copy(monkeypatch):
     monkeypatch.setattr(keras.datasets.mnist, "load_data",
                         lambda: ((arrays["x_train"], arrays["y_train"]), (arrays["x_test"], arrays["y_test"])))
     check(datasets.load_mnist(), arrays)
+
+
+# --------------------------------------------------------------------------- CIFAR-10
+
+
+def cifar_batches(directory, n=4):
+    """The six python batches of CIFAR-10 (n images each), as keras extracts them."""
+    import pickle
+
+    rng = np.random.default_rng(1)
+    directory.mkdir(parents=True, exist_ok=True)
+    images, labels = {}, {}
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        data = rng.integers(0, 255, (n, 3072), dtype=np.uint8)
+        lab = rng.integers(0, 10, n).tolist()
+        (directory / name).write_bytes(pickle.dumps({b"data": data, b"labels": lab}))
+        images[name], labels[name] = data.reshape(n, 3, 32, 32).transpose(0, 2, 3, 1), lab
+    return images, labels
+
+
+def test_cifar10_from_python_batches_in_the_data_dir(tmp_path, monkeypatch):
+    images, labels = cifar_batches(tmp_path / "cifar-10-batches-py")
+    monkeypatch.setenv("TFPRUNE_DATA_DIR", str(tmp_path))
+    data = datasets.load_cifar10()
+    (xt, yt), (xe, ye) = data
+    assert data.name == "cifar10" and data.note == ""
+    assert xt.shape == (20, 32, 32, 3) and xt.dtype == np.uint8 and yt.shape == (20,)
+    np.testing.assert_array_equal(xt[4:8], images["data_batch_2"])
+    np.testing.assert_array_equal(xe, images["test_batch"])
+    np.testing.assert_array_equal(ye, labels["test_batch"])
+
+
+def test_cifar10_from_the_tar_archive_and_from_npz(tmp_path):
+    import tarfile
+
+    images, _ = cifar_batches(tmp_path / "cifar-10-batches-py")
+    archive = tmp_path / "cifar-10-python.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(tmp_path / "cifar-10-batches-py", arcname="cifar-10-batches-py")
+    (_, _), (xe, _) = datasets.load_cifar10(archive)
+    np.testing.assert_array_equal(xe, images["test_batch"])
+    arrays = small_arrays()
+    np.savez(tmp_path / "cifar10.npz", **arrays)
+    (xt, yt), _ = datasets.load_cifar10(tmp_path / "cifar10.npz")
+    np.testing.assert_array_equal(xt, arrays["x_train"])
+
+
+def test_cifar10_offline_falls_back_to_padded_mnist_and_says_so(tmp_path, monkeypatch):
+    import keras
+
+    arrays = small_arrays()
+    np.savez(tmp_path / "mnist.npz", **arrays)
+    monkeypatch.setenv("TFPRUNE_DATA_DIR", str(tmp_path))
+
+    def offline():
+        raise OSError("no network")
+
+    monkeypatch.setattr(keras.datasets.cifar10, "load_data", offline)
+    with pytest.raises(RuntimeError, match="fallback='mnist'"):
+        datasets.load_cifar10()
+    with pytest.warns(UserWarning, match="NOT CIFAR-10"):
+        data = datasets.load_cifar10(fallback="mnist")
+    (xt, yt), (xe, ye) = data
+    assert data.name == "mnist32x32x3" and "no network" in data.note
+    assert xt.shape == (6, 32, 32, 3)
+    np.testing.assert_array_equal(xt[:, 2:30, 2:30, 1], arrays["x_train"])
+    assert (xt[:, :2] == 0).all() and (xt[:, 30:] == 0).all()
+    np.testing.assert_array_equal(ye, arrays["y_test"])
+
+
+def test_cifar10_bad_inputs(tmp_path):
+    with pytest.raises(FileNotFoundError, match="Received: path="):
+        datasets.load_cifar10(tmp_path / "missing")
+    with pytest.raises(FileNotFoundError, match="No CIFAR-10 data"):
+        datasets.load_cifar10(tmp_path)
+    with pytest.raises(ValueError, match="Argument `fallback`"):
+        datasets.load_cifar10(fallback="random")
+    (tmp_path / "broken.tar.gz").write_bytes(b"not a tar")
+    with pytest.raises(ValueError, match="as a tar archive"):
+        datasets.load_cifar10(tmp_path / "broken.tar.gz")
