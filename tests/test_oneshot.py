@@ -8,6 +8,7 @@ import pytest
 
 import tfprune
 from tfprune import masks, oneshot
+from tfprune.shrink import shrink
 
 
 def mlp(widths=(12, 10), inputs=8, classes=3):
@@ -124,7 +125,7 @@ def test_coupled_units_are_pruned_as_one_group_with_summed_scores():
 def test_coupled_units_are_dead_so_shrink_removes_them():
     model = residual()
     with oneshot.apply_masks(model, 0.5, granularity="unit"):
-        small = tfprune.shrink(model)
+        small = shrink(model)
     assert small.get_layer("a").units == 4 and small.get_layer("b").units == 4
 
 

@@ -152,6 +152,7 @@ class OneShot:
 
     def __init__(self, model, granularity="weight", scope="layer", skip_output_layer=True,
                  layers=None, round_to=1):
+        self.applied = None  # (sparsity, method, seed) currently applied
         if not isinstance(model, keras.Model):
             raise TypeError(f"Argument `model` must be a Keras model. Received: model={model!r}")
         if not model.built:
@@ -176,7 +177,6 @@ class OneShot:
             )
         self.targets = [t for g in self.groups for t in g.targets]
         self._scores = {}
-        self.applied = None  # (sparsity, method, seed) currently applied
 
     # ------------------------------------------------------------------ masks
 
@@ -247,7 +247,8 @@ class OneShot:
 
     def __repr__(self):
         return (f"OneShot(model={self.model.name!r}, granularity={self.granularity!r}, "
-                f"scope={self.scope!r}, groups={len(self.groups)}, applied={self.applied})")
+                f"scope={self.scope!r}, groups={len(getattr(self, 'groups', ()))}, "
+                f"applied={self.applied})")
 
 
 def apply_masks(model, sparsity, granularity="weight", scope="layer", method="magnitude",
