@@ -7,14 +7,80 @@
 3. Unit pruning: prunes 50% of the hidden units by L2 norm (counts kept a multiple
    of 8), then `shrink` removes them: params, FLOPs, accuracy and batch-1 latency of
    the dense and shrunk models, whose outputs equal the masked model's.
+
+Every argument is checked (`check_arguments`) before any work, and each phase
+prints its heading before it starts, so a long run shows where it is.
 """
 
+import functools
 import gzip
+import numbers
 import os
 import pathlib
+import sys
 import time
 
-__all__ = ["seed_mlp", "run"]
+__all__ = ["seed_mlp", "run", "check_arguments"]
+
+PHASES = 5
+
+
+def _check_fraction(name, value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"Argument `{name}` must be a number in [0, 1). "
+                        f"Received: {name}={value!r}")
+    if not 0.0 <= float(value) < 1.0:
+        raise ValueError(f"Argument `{name}` must be in [0, 1) (0.9 means 90%). "
+                         f"Received: {name}={value!r}")
+
+
+def _check_int(name, value, minimum, allow_none=False):
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"Argument `{name}` must be an integer. Received: {name}={value!r}")
+    if value < minimum:
+        raise ValueError(f"Argument `{name}` must be >= {minimum}. Received: {name}={value!r}")
+
+
+def _check_output_dir(output_dir):
+    if not isinstance(output_dir, (str, os.PathLike)) or not str(output_dir):
+        raise TypeError("Argument `output_dir` must be a directory path. "
+                        f"Received: output_dir={output_dir!r}")
+    path = pathlib.Path(output_dir).absolute()
+    existing = path
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        what = "is a file" if existing == path else f"is inside a file ({str(existing)!r})"
+        raise ValueError(f"Argument `output_dir` must be a directory, but it {what}. "
+                         f"Received: output_dir={str(output_dir)!r}")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise PermissionError(f"Argument `output_dir` is not writable ({str(existing)!r}). "
+                              f"Received: output_dir={str(output_dir)!r}")
+
+
+def check_arguments(output_dir="demo_output", sparsity=0.9, unit_sparsity=0.5,
+                    dense_epochs=1, prune_epochs=3, batch_size=128, samples=None,
+                    data_path=None):
+    """Check `run`'s arguments before any work: TypeError for a wrong type,
+    ValueError (or FileNotFoundError / PermissionError for paths) naming the value.
+
+    >>> check_arguments(sparsity=90)
+    Traceback (most recent call last):
+    ...
+    ValueError: Argument `sparsity` must be in [0, 1) (0.9 means 90%). Received: sparsity=90
+    """
+    _check_fraction("sparsity", sparsity)
+    _check_fraction("unit_sparsity", unit_sparsity)
+    _check_int("dense_epochs", dense_epochs, 0)
+    _check_int("prune_epochs", prune_epochs, 1)
+    _check_int("batch_size", batch_size, 1)
+    _check_int("samples", samples, 1, allow_none=True)
+    _check_output_dir(output_dir)
+    if data_path is not None and not os.path.exists(data_path):
+        raise FileNotFoundError("Argument `data_path` must be an existing mnist.npz or "
+                                f"directory. Received: data_path={str(data_path)!r}")
 
 
 def seed_mlp(input_dim=784, hidden=(1000, 1000, 500, 200), classes=10):
@@ -28,6 +94,7 @@ def seed_mlp(input_dim=784, hidden=(1000, 1000, 500, 200), classes=10):
 
 
 def _data(samples, data_path):
+    """MNIST as flat float32 images in [0, 1]: x (n, 784), y (n,) uint8 labels."""
     from tfprune import datasets
 
     (x_train, y_train), (x_test, y_test) = datasets.load_mnist(data_path)
@@ -36,6 +103,15 @@ def _data(samples, data_path):
     if samples:
         x_train, y_train = x_train[:samples], y_train[:samples]
     return x_train, y_train, x_test, y_test
+
+
+def _heading(log, number, text):
+    log(f"\n[{number}/{PHASES}] {text}")
+
+
+def _fit_verbosity():
+    """A progress bar on a terminal, one line per epoch in logs and pipes."""
+    return 1 if sys.stdout.isatty() else 2
 
 
 def _gzip_size(path):
@@ -80,18 +156,21 @@ def _unit_pruning(model, data, steps_per_epoch, unit_sparsity, prune_epochs, bat
 
     x_train, y_train, x_test, y_test = data
     schedule = _schedule(unit_sparsity, steps_per_epoch, prune_epochs)
+    _heading(log, 5, f"Unit pruning: removing {unit_sparsity:.0%} of the hidden units "
+             f"(L2 norm, counts a multiple of 8) over {prune_epochs} epoch(s), then shrink")
     pruned = tfprune.prune_low_magnitude(model, schedule, granularity="unit", round_to=8)
     pruned.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
-    pruned.fit(x_train, y_train, epochs=prune_epochs, batch_size=batch_size, verbose=2,
-               callbacks=[tfprune.callbacks.UpdatePruningStep()])
+    pruned.fit(x_train, y_train, epochs=prune_epochs, batch_size=batch_size,
+               verbose=_fit_verbosity(), callbacks=[tfprune.callbacks.UpdatePruningStep()])
+    log("Shrinking: removing the dead units and checking outputs against the masked model...")
     masked = tfprune.strip_pruning(pruned)
     small, shrink_report = tfprune.shrink(masked, round_to=8, return_report=True)
     small.compile(metrics=["accuracy"], loss="sparse_categorical_crossentropy")
     acc = small.evaluate(x_test, y_test, verbose=0)[1]
     diff = float(np.max(np.abs(small.predict(x_test, verbose=0)
                                - masked.predict(x_test, verbose=0))))
-    log(f"\nUnit pruning ({unit_sparsity:.0%} of hidden units, round_to=8), then shrink:")
     log(str(tfprune.sparsity_report(small, reference=model)).split("\n\n")[-1])
+    log("Measuring batch-1 latency (median of 200 calls)...")
     dense_ms, small_ms = _latency_ms(model, x_test), _latency_ms(small, x_test)
     log(f"shrunk: test accuracy {acc:.4f}; max |shrunk - masked| on the test set {diff:.1e}")
     log(f"batch-1 latency (Keras, this CPU): dense {dense_ms:.3f} ms, shrunk "
@@ -104,39 +183,56 @@ def _unit_pruning(model, data, steps_per_epoch, unit_sparsity, prune_epochs, bat
 
 
 def run(output_dir="demo_output", sparsity=0.9, unit_sparsity=0.5, dense_epochs=1,
-        prune_epochs=3, batch_size=128, samples=None, data_path=None, log=print):
-    """Run the demo; returns a dict of the measured figures."""
+        prune_epochs=3, batch_size=128, samples=None, data_path=None, log=None):
+    """Run the demo; returns a dict of the measured figures.
+
+    Arguments are checked first (`check_arguments`); `log` prints each line
+    (default: `print`, flushed, so the progress shows in pipes and logs).
+    """
+    check_arguments(output_dir, sparsity, unit_sparsity, dense_epochs, prune_epochs,
+                    batch_size, samples, data_path)
+    log = log or functools.partial(print, flush=True)
+    out = pathlib.Path(output_dir)
+
+    _heading(log, 1, "Loading MNIST")
+    x_train, y_train, x_test, y_test = _data(samples, data_path)
+    log(f"MNIST: {len(x_train)} train / {len(x_test)} test images, flattened to "
+        f"float32 {x_train.shape[1:]} in [0, 1]"
+        + (f" (--samples {samples}: the first {len(x_train)})" if samples else ""))
+    out.mkdir(parents=True, exist_ok=True)
+
     import keras
 
     import tfprune
 
     keras.utils.set_random_seed(0)
-    out = pathlib.Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    x_train, y_train, x_test, y_test = _data(samples, data_path)
     steps_per_epoch = -(-len(x_train) // batch_size)
-    log(f"MNIST: {len(x_train)} train / {len(x_test)} test images")
 
+    _heading(log, 2, f"Training the dense seed MLP (784-1000-1000-500-200-10, no biases) "
+             f"for {dense_epochs} epoch(s)")
     model = seed_mlp()
     model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
     t0 = time.perf_counter()
-    model.fit(x_train, y_train, epochs=dense_epochs, batch_size=batch_size, verbose=2)
+    model.fit(x_train, y_train, epochs=dense_epochs, batch_size=batch_size,
+              verbose=_fit_verbosity())
     dense_acc = model.evaluate(x_test, y_test, verbose=0)[1]
     log(f"dense:  test accuracy {dense_acc:.4f}  ({time.perf_counter() - t0:.0f} s)")
 
     schedule = _schedule(sparsity, steps_per_epoch, prune_epochs)
+    _heading(log, 3, f"Weight pruning to {sparsity:.0%} during {prune_epochs} epoch(s) of "
+             f"training: {schedule}")
     pruned = tfprune.prune_low_magnitude(model, schedule)
     pruned.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
     t0 = time.perf_counter()
-    pruned.fit(x_train, y_train, epochs=prune_epochs, batch_size=batch_size, verbose=2,
-               callbacks=[tfprune.callbacks.UpdatePruningStep()])
+    pruned.fit(x_train, y_train, epochs=prune_epochs, batch_size=batch_size,
+               verbose=_fit_verbosity(), callbacks=[tfprune.callbacks.UpdatePruningStep()])
     pruned_acc = pruned.evaluate(x_test, y_test, verbose=0)[1]
-    log(f"pruned: test accuracy {pruned_acc:.4f}  ({time.perf_counter() - t0:.0f} s), "
-        f"schedule {schedule}")
+    log(f"pruned: test accuracy {pruned_acc:.4f}  ({time.perf_counter() - t0:.0f} s)")
 
+    _heading(log, 4, "Stripping the wrappers, saving, and comparing file sizes")
     stripped = tfprune.strip_pruning(pruned)
     report = tfprune.sparsity_report(stripped)
-    log("\nPer-layer sparsity of the stripped model:\n" + str(report))
+    log("Per-layer sparsity of the stripped model:\n" + str(report))
 
     model_path = out / "mnist_mlp_pruned.keras"
     stripped.save(model_path)
@@ -152,11 +248,13 @@ def run(output_dir="demo_output", sparsity=0.9, unit_sparsity=0.5, dense_epochs=
         log(f"  {name:20s} {raw / 1e6:7.2f} MB   gzip {gz / 1e6:6.2f} MB")
     ratio = sizes[dense_path.name][1] / sizes[pruned_path.name][1]
     log(f"  gzipped, the pruned weights are {ratio:.1f}x smaller than the dense ones")
-    log(f"\nSaved the stripped model to {model_path}")
+    log(f"Saved the stripped model to {model_path}")
     results = {}
     if unit_sparsity:
         results = _unit_pruning(model, (x_train, y_train, x_test, y_test), steps_per_epoch,
                                 unit_sparsity, prune_epochs, batch_size, out, log)
+    else:
+        _heading(log, 5, "Unit pruning: skipped (--unit-sparsity 0)")
     return results | {
         "dense_accuracy": float(dense_acc),
         "pruned_accuracy": float(pruned_acc),

@@ -9,25 +9,48 @@ def register(subparsers):
     p = subparsers.add_parser(
         "prune-h5",
         help="prune the weights in a saved Keras file in place",
-        description="Magnitude-prune a Keras .h5 / .weights.h5 / .keras file in place "
-        "(atomically). Prints a per-layer report.",
+        description="Magnitude-prune the weights stored in a Keras file in place, "
+        "without the model's code: Keras 3 .keras and .weights.h5, tf_keras/Keras 2 .h5 "
+        "(full model or save_weights). The new file is written beside the original "
+        "and renamed over it, so an interrupted run leaves the original intact. "
+        "Prints a per-layer report (--json for JSON).",
     )
-    p.add_argument("path", help="the Keras file to prune")
-    p.add_argument("--sparsity", type=float, required=True, help="target sparsity in [0, 1)")
-    p.add_argument("--granularity", default="weight", help="weight (default) or unit")
-    p.add_argument("--scope", default="layer", help="layer (default) or global")
-    p.add_argument("--include", help="only prune layers whose name matches this regex")
-    p.add_argument("--exclude", help="do not prune layers whose name matches this regex")
+    p.add_argument("path", metavar="PATH", help="the Keras file to prune (rewritten in place)")
+    p.add_argument("--sparsity", type=float, required=True, metavar="S",
+                   help="required: fraction of each tensor's weights (or units) set to "
+                   "zero, in [0, 1); 0.9 means 90%%")
+    p.add_argument("--granularity", default="weight", metavar="{weight,unit}",
+                   help="'weight' ranks single weights by |w|; 'unit' ranks output units "
+                   "(Dense columns, conv filters) by the L2 norm of their weights and "
+                   "zeroes whole units and their biases (default: weight)")
+    p.add_argument("--scope", default="layer", metavar="{layer,global}",
+                   help="'layer' ranks each tensor on its own; 'global' ranks all "
+                   "pruned tensors together (default: layer)")
+    p.add_argument("--include", metavar="REGEX",
+                   help="only prune layers whose name (e.g. 'inner/dense_2') matches this "
+                   "regular expression (default: every prunable layer)")
+    p.add_argument("--exclude", metavar="REGEX",
+                   help="do not prune layers whose name matches this regular expression "
+                   "(default: none excluded)")
     out = p.add_mutually_exclusive_group()
     out.add_argument("--keep-output-layer", dest="skip_output_layer", action="store_true",
-                     default=True, help="keep the output layer unpruned (default)")
+                     default=True,
+                     help="keep the output layer unpruned (the default here; note that "
+                     "training-time prune_low_magnitude prunes the output layer's "
+                     "weights unless granularity='unit')")
     out.add_argument("--prune-output-layer", dest="skip_output_layer",
-                     action="store_false", help="prune the output layer too")
-    p.add_argument("--round-to", type=int, default=1,
-                   help="with --granularity unit: keep unit counts a multiple of this")
-    p.add_argument("--dry-run", action="store_true", help="report only, write nothing")
-    p.add_argument("--backup", action="store_true", help="keep the original as PATH.orig")
-    p.add_argument("--json", action="store_true", help="print the report as JSON")
+                     action="store_false",
+                     help="prune the output layer too, as training-time weight pruning does "
+                     "(default: off)")
+    p.add_argument("--round-to", type=int, default=1, metavar="N",
+                   help="with --granularity unit: keep each layer's unit count a multiple "
+                   "of N, e.g. 8 (default: 1)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="report what would be pruned, write nothing (default: off)")
+    p.add_argument("--backup", action="store_true",
+                   help="keep the original as PATH.orig; refuses if it exists (default: off)")
+    p.add_argument("--json", action="store_true",
+                   help="print the report as JSON instead of a table (default: off)")
     p.set_defaults(func=run)
     return p
 
