@@ -103,3 +103,19 @@ def test_converter_drops_the_partial_last_block_of_a_row(rng):
     assert np.abs(U.run_file(fm.data, x)[0] - model(x).numpy()).max() > 0.1
     assert rules.partial_block_alive(kernel.T, (1, 4))
     assert not rules.partial_block_alive(kernel[:64].T, (1, 4))
+
+
+def test_float_blocks_next_to_dense_hybrid_ops_give_nan_under_xnnpack(rng):
+    """Dynamic-range keeps small weights float32; a 1x4-block one breaks XNNPACK."""
+    model = U.mlp(64, (48,), 8)
+    U.block_prune(model, (4, 1), 0.9, rng, layers=[model.layers[1]])
+    data = U.raw_convert(model, "dynamic")
+    fm = flatbuffer.read(data)
+    assert {t.dtype: t.encoding for t in fm.constants() if len(t.shape) == 2} == \
+        {"INT8": "dense", "FLOAT32": "block 1x4"}
+    assert "hybrid-sparse-xnnpack" in _hazards(data)
+    x = rng.standard_normal((4, 64)).astype("float32")
+    ref = model(x).numpy()
+    builtin = U.run_file(data, x, xnnpack=False)[0]
+    assert np.abs(builtin - ref).max() < 0.05 * np.abs(ref).max()
+    assert not np.allclose(U.run_file(data, x)[0], ref, atol=0.2 * np.abs(ref).max())

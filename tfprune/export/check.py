@@ -182,7 +182,7 @@ def check(model, target="tflite", quantize=None, xnnpack=True):
     >>> model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(32)])
     >>> k = model.layers[0].kernel.numpy()
     >>> k[np.arange(64) % 8 < 4] = 0.0     # zero groups of 4 consecutive inputs
-    >>> model.layers[0].kernel.assign(k)
+    >>> _ = model.layers[0].kernel.assign(k)
     >>> [(r.encoding, r.speed) for r in tfprune.export.check(model).rows]
     [('block 1x4', 'sparse kernel')]
     """

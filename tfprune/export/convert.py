@@ -88,6 +88,14 @@ def _check_options(model, path, sparse, quantize, representative_data, verify, s
             "with 1x4 blocks, sparse=\"auto\" (stores dense), or xnnpack=False for a "
             "runtime without XNNPACK."
         )
+    quantized = [l.name for l in model._flatten_layers(include_self=False)
+                 if getattr(l, "quantization_mode", None)]
+    if quantized:
+        raise ValueError(
+            f"The model was quantized by Keras (`model.quantize`; layers {quantized[:3]}): "
+            "the TFLite converter cannot convert Keras's quantized layers. Export the float "
+            'model with quantize="int8" (representative_data) or quantize="dynamic".'
+        )
     path = pathlib.Path(path)
     if path.is_dir():
         raise ValueError(f"Argument `path` is a directory: {str(path)!r}")

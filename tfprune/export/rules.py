@@ -21,8 +21,10 @@ converter's `dense_to_sparse.cc` and the FULLY_CONNECTED kernels:
   * int8 weights behind DENSIFY (full-integer or dynamic-range): XNNPACK, the
     default CPU delegate of LiteRT's Interpreter, fails to load the model
     ("failed to delegate FULLY_CONNECTED").
-  * dynamic-range (hybrid) FULLY_CONNECTED with 1x16-block weights under XNNPACK:
-    loads, and gives wrong outputs silently.
+  * dynamic-range (hybrid) models with any sparse weight under XNNPACK: a hybrid
+    FULLY_CONNECTED with 1x16-block weights gives wrong outputs or NaN, and so
+    does a float 1x4-block FULLY_CONNECTED next to dense hybrid ops (small
+    weights stay float32 in dynamic-range files), silently.
   * the hybrid sparse kernel keeps per-row block counts and block column indices
     in uint8 and ignores its own error: more than 255 nonzero blocks in a row,
     or more than 256 blocks per row (more than 4096 inputs), give wrong outputs
@@ -148,6 +150,39 @@ def _hybrid_ledger_ok(model, tensor):
         indices.size and indices.max() > HYBRID_LEDGER_MAX)
 
 
+_WEIGHT_OPS = ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV",
+               "BATCH_MATMUL", "UNIDIRECTIONAL_SEQUENCE_LSTM", "CONV_3D", "EMBEDDING_LOOKUP")
+
+
+def _is_hybrid(model, op):
+    """A float-activation op with an int8 constant weight (dynamic-range quantization)."""
+    if op.name not in _WEIGHT_OPS or not op.inputs:
+        return False
+    act = model.tensor(op.subgraph, op.inputs[0])
+    if act.dtype not in ("FLOAT32", "FLOAT16"):
+        return False
+    for i in op.inputs[1:]:
+        if i < 0:
+            continue
+        t = model.tensor(op.subgraph, i)
+        if t.dtype == "INT8":
+            return True
+        prod = model.producer(t)
+        if prod is not None and prod.name == "DENSIFY" and \
+                model.tensor(prod.subgraph, prod.inputs[0]).dtype == "INT8":
+            return True
+    return False
+
+
+def has_hybrid_ops(model):
+    """True if a `FlatModel` has dynamic-range (hybrid) ops."""
+    cached = getattr(model, "_tfprune_hybrid", None)
+    if cached is None:
+        cached = any(_is_hybrid(model, op) for op in model.ops)
+        model._tfprune_hybrid = cached
+    return cached
+
+
 def tensor_hazards(model, tensor):
     """The known-bad patterns a sparse constant `tensor` of `model` takes part in.
 
@@ -172,15 +207,13 @@ def tensor_hazards(model, tensor):
         out.append(Hazard("float16-densify-builtin",
                           "float16 weight behind DENSIFY: without XNNPACK it is densified on "
                           "every inference (much slower than dense)", (BUILTIN,)))
-    for op in consumers:
-        if op.name != "FULLY_CONNECTED" or not quantized:
-            continue
-        act = model.tensor(op.subgraph, op.inputs[0])
-        if act.dtype not in ("FLOAT32", "FLOAT16"):
-            continue  # full-integer FC: its sparse kernel is fine
+    if has_hybrid_ops(model):
         out.append(Hazard("hybrid-sparse-xnnpack",
-                          "dynamic-range (hybrid) FULLY_CONNECTED with a sparse weight: wrong "
-                          "outputs under XNNPACK", (XNNPACK,)))
+                          "sparse weight in a dynamic-range (hybrid) model: wrong outputs or "
+                          "NaN under XNNPACK", (XNNPACK,)))
+    for op in consumers:
+        if op.name != "FULLY_CONNECTED" or not quantized or not _is_hybrid(model, op):
+            continue
         if not _hybrid_ledger_ok(model, tensor):
             out.append(Hazard("hybrid-ledger",
                               "hybrid sparse kernel: more than 255 nonzero blocks in a row or "
