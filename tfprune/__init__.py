@@ -50,6 +50,7 @@ _PUBLIC = {
     "PruneLowMagnitude": ("tfprune.wrappers", "PruneLowMagnitude"),
     # tfmot-shaped namespace: `import tfprune as tfmot; tfmot.sparsity.keras.X`.
     "sparsity": ("tfprune.sparsity", None),
+    "export": ("tfprune.export", None),
 }
 
 __all__ = sorted(_PUBLIC)

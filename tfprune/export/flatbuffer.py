@@ -27,8 +27,8 @@ for t in model.constants():
 dense = model.dense_values(t)          # the tensor decoded to a dense array
 ```
 
-Only the schema classes shipped with TensorFlow (or `ai_edge_litert`) are used;
-nothing here runs a model.
+Only the schema classes shipped with `ai_edge_litert` (or TensorFlow) are used;
+nothing here imports Keras or runs a model.
 """
 
 import dataclasses
@@ -52,11 +52,13 @@ CSR = "CSR"
 
 
 def schema():
-    """The generated flatbuffer classes of the TFLite schema (TF's, else LiteRT's)."""
+    """The generated flatbuffer classes of the TFLite schema: LiteRT's when
+    `ai_edge_litert` is installed (imports in well under a second), else
+    TensorFlow's (imports all of TensorFlow)."""
     try:
-        from tensorflow.lite.python import schema_py_generated as s
-    except ImportError:  # pragma: no cover - TF always ships it in our pins
         from ai_edge_litert import schema_py_generated as s
+    except ImportError:
+        from tensorflow.lite.python import schema_py_generated as s
     return s
 
 

@@ -7,8 +7,6 @@ and how it verified), `CheckReport` (what `check` predicts before converting).
 import dataclasses
 import json
 
-from tfprune.report import _table
-
 __all__ = [
     "TensorRow",
     "OpRow",
@@ -19,6 +17,18 @@ __all__ = [
     "CheckRow",
     "CheckReport",
 ]
+
+
+def _table(header, lines, left):
+    """Aligned text table: the first `left` columns left-aligned, the rest right.
+
+    (The same layout as `tfprune.report`'s tables; kept here so reading a .tflite
+    file needs neither Keras nor TensorFlow.)
+    """
+    widths = [max(len(h), *(len(l[i]) for l in lines)) for i, h in enumerate(header)]
+    fmt = "  ".join(f"{{:<{w}}}" if i < left else f"{{:>{w}}}" for i, w in enumerate(widths))
+    return "\n".join([fmt.format(*header), fmt.format(*("-" * w for w in widths))]
+                     + [fmt.format(*l) for l in lines])
 
 
 def _kb(n):

@@ -1,0 +1,117 @@
+"""`tfprune export`: convert a saved Keras model to TFLite (`tfprune.export.to_tflite`)."""
+
+import argparse
+import json
+import os
+
+from tfprune.cli import existing_path
+
+_SPARSE = {"auto": "auto", "on": True, "off": False}
+_MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
+
+
+def _model_file(text):
+    path = existing_path(text)
+    if os.path.isdir(path) or not path.lower().endswith(_MODEL_SUFFIXES):
+        raise argparse.ArgumentTypeError(
+            f"must be a saved Keras model (.keras or .h5). Received: {text!r}")
+    return path
+
+
+def _npz(text):
+    path = existing_path(text)
+    if not path.lower().endswith(".npz"):
+        raise argparse.ArgumentTypeError(
+            f"must be a .npz file of input arrays (np.savez). Received: {text!r}")
+    return path
+
+
+def _output(text):
+    parent = os.path.dirname(os.path.abspath(text)) or "."
+    if os.path.isdir(text):
+        raise argparse.ArgumentTypeError(f"must be a file path, not a directory. "
+                                         f"Received: {text!r}")
+    if not os.path.isdir(parent):
+        raise argparse.ArgumentTypeError(f"its directory does not exist. Received: {text!r}")
+    return text
+
+
+def register(subparsers):
+    p = subparsers.add_parser(
+        "export",
+        help="convert a saved Keras model to a .tflite file, sparse where it pays",
+        description="Convert a saved Keras model (pruned or not) to TFLite/LiteRT: strip "
+        "the pruning wrappers, optionally remove dead units, store weights sparse only "
+        "where the file gets smaller and the combination loads and runs correctly, never "
+        "write a file larger than the dense one, and verify the file in the interpreter "
+        "against Keras before writing it. Prints what each tensor became.",
+    )
+    p.add_argument("model", metavar="MODEL", type=_model_file,
+                   help="the saved Keras model (.keras or full-model .h5)")
+    p.add_argument("output", metavar="OUT", type=_output, help="the .tflite file to write")
+    p.add_argument("--shrink", action="store_true",
+                   help="remove dead units first (tfprune.shrink): the dependable speedup "
+                   "(default: off)")
+    p.add_argument("--quantize", choices=("float16", "dynamic", "int8"), default=None,
+                   help="weight/activation quantization (default: none, float32)")
+    p.add_argument("--calibration", metavar="NPZ", type=_npz, default=None,
+                   help="inputs for int8 calibration, a .npz of arrays (one per model input, "
+                   "by input name or in order); required with --quantize int8, and used to "
+                   "verify (default: none)")
+    p.add_argument("--samples", metavar="NPZ", type=_npz, default=None,
+                   help="inputs to verify the file on (default: the calibration inputs, "
+                   "else 8 random samples)")
+    p.add_argument("--sparse", choices=tuple(_SPARSE), default="auto",
+                   help="auto: sparse only where smaller and safe; on: every safe sparse "
+                   "tensor; off: dense")
+    p.add_argument("--no-verify", dest="verify", action="store_false",
+                   help="do not run the file in the interpreter (default: verify)")
+    p.add_argument("--no-xnnpack", dest="xnnpack", action="store_false",
+                   help="target the builtin kernels without LiteRT's default XNNPACK "
+                   "delegate (allows dynamic-range and int8 CSR sparsity) (default: "
+                   "XNNPACK)")
+    p.add_argument("--json", action="store_true",
+                   help="print the report as JSON instead of a table (default: off)")
+    p.set_defaults(func=run, parser=p)
+    return p
+
+
+def _arrays(path):
+    import numpy as np
+
+    with np.load(path, allow_pickle=False) as data:
+        return {k: data[k] for k in data.files}
+
+
+def _inputs(arrays, model):
+    """One array: the input; several: a dict when names match the model's inputs."""
+    if arrays is None:
+        return None
+    names = [t.name for t in getattr(model, "inputs", None) or []]
+    if len(arrays) == 1:
+        return next(iter(arrays.values()))
+    if sorted(arrays) == sorted(names):
+        return dict(arrays)
+    return list(arrays.values())
+
+
+def run(args):
+    if args.quantize == "int8" and args.calibration is None:
+        args.parser.error("--quantize int8 needs --calibration NPZ (a few hundred typical "
+                          "inputs)")
+    if os.path.abspath(args.output) == os.path.abspath(args.model):
+        args.parser.error("OUT must differ from MODEL")
+    import keras
+
+    import tfprune
+    from tfprune.export import to_tflite
+
+    tfprune.PruneLowMagnitude  # loads tfprune's serializable objects (lazy under the CLI)
+    model = keras.models.load_model(args.model, compile=False)
+    calibration = _inputs(_arrays(args.calibration), model) if args.calibration else None
+    samples = _inputs(_arrays(args.samples), model) if args.samples else None
+    report = to_tflite(model, args.output, sparse=_SPARSE[args.sparse], shrink=args.shrink,
+                       quantize=args.quantize, representative_data=calibration,
+                       verify=args.verify, sample_inputs=samples, xnnpack=args.xnnpack)
+    print(json.dumps(report.to_dict(), indent=1) if args.json else report.table())
+    return 0
