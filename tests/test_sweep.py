@@ -379,3 +379,66 @@ def test_docstring_examples_run(module):
 def test_json_keeps_nan_free_and_summary_of_unit_units():
     r = SweepResult([dict(sparsity=0.0, granularity=None, method=None, loss=math.nan)])
     assert json.loads(json.dumps(result_lib._jsonable(r.to_dict())))["records"][0]["loss"] is None
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+@pytest.fixture
+def saved(tmp_path, data):
+    model = mlp()
+    model.save(tmp_path / "m.keras")
+    x, y = data
+    np.savez(tmp_path / "d.npz", x_test=x, y_test=y, x_train=x, y_train=y)
+    return tmp_path
+
+
+def test_cli_sweep_writes_csv_json_png_and_resumes(saved, capsys):
+    from tfprune import cli
+
+    args = ["sweep", str(saved / "m.keras"), "--data", str(saved / "d.npz"), "--out",
+            str(saved / "out"), "--sparsities", "0.5,0.9", "--granularity", "weight",
+            "--seeds", "0,1", "--quiet"]
+    assert cli.main(args) == 0
+    out = capsys.readouterr().out
+    assert "random" in out and "wrote" in out
+    for name in ("sweep.csv", "sweep.json", "sweep.png", "records.jsonl"):
+        assert (saved / "out" / name).stat().st_size > 0
+    result = SweepResult.load(saved / "out" / "sweep.json")
+    assert len(result.records) == 1 + 2 + 4
+    assert cli.main(args) == 0  # resumed: the same records
+    assert SweepResult.load(saved / "out").records == result.records
+
+
+def test_cli_sensitivity_prints_per_layer_targets(saved, capsys):
+    from tfprune import cli
+
+    assert cli.main(["sensitivity", str(saved / "m.keras"), "--data", str(saved / "d.npz"),
+                     "--out", str(saved / "sens"), "--sparsities", "0.5", "--quiet",
+                     "--tolerance", "0.05"]) == 0
+    out = capsys.readouterr().out
+    assert "max sparsity" in out and "dense_1" in out
+    assert (saved / "sens" / "sensitivity.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--sparsities", "0.5,1.5"], "--sparsities"),
+    (["--granularity", "block"], "--granularity"),
+    (["--method", "taylor"], "--method"),
+    (["--data", "imagenet"], "--data"),
+    (["--seeds", "-1"], "--seeds"),
+    (["--finetune-epochs", "1", "--method", "random"], "include magnitude"),
+])
+def test_cli_bad_arguments_are_one_line_errors(saved, capsys, extra, message):
+    from tfprune import cli
+
+    base = ["sweep", str(saved / "m.keras"), "--data", str(saved / "d.npz"), "--out",
+            str(saved / "out")]
+    args = base[:2] + base[4:] if extra[0] == "--data" else base
+    try:
+        code = cli.main(args + extra)
+    except SystemExit as e:
+        code = e.code
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and message in err and len(err.splitlines()) == 1
+    assert not (saved / "out").exists()

@@ -51,7 +51,7 @@ __all__ = [
 ]
 
 # Module names in tfprune.cli, in the order `tfprune --help` lists them.
-COMMANDS = ("demo", "prune_h5", "export", "inspect", "report")
+COMMANDS = ("demo", "prune_h5", "export", "inspect", "report", "sweep", "sensitivity")
 
 
 # --------------------------------------------------------------------- parsing

@@ -166,11 +166,12 @@ def _fine_tuned(runner, options, train, loss, optimizer, g, seed, s, scope, skip
     import keras
 
     opt = keras.optimizers.deserialize(keras.optimizers.serialize(optimizer))
-    stripped = finetune_lib.finetune_model(runner.working, s, g, scope, skip, options, train,
-                                           loss, opt, seed)
-    if runner.custom_evaluate is None:
-        stripped.compile(**_eval_compile(runner))
-    metrics = runner.evaluate(stripped)
+    with finetune_lib.quiet_retracing():
+        stripped = finetune_lib.finetune_model(runner.working, s, g, scope, skip, options,
+                                               train, loss, opt, seed)
+        if runner.custom_evaluate is None:
+            stripped.compile(**_eval_compile(runner))
+        metrics = runner.evaluate(stripped)
     measured = oneshot.OneShot(stripped, g, scope, skip_output_layer).measured_sparsity()
     return runner.record(stripped, metrics, s, measured, g, "magnitude", scope, seed,
                          options.epochs)

@@ -20,11 +20,12 @@ layer kept by weight when `skip_output_layer`, as in one-shot), trains with
 ranking has no fine-tuned curve (training ranks by magnitude).
 """
 
+import contextlib
 import logging
 
 import keras
 
-__all__ = ["FinetuneOptions", "default_schedule", "finetune_model"]
+__all__ = ["FinetuneOptions", "default_schedule", "finetune_model", "quiet_retracing"]
 
 _KEYS = ("epochs", "train_data", "schedule", "batch_size", "optimizer", "loss")
 
@@ -121,11 +122,21 @@ def _prune_except(model, keep, schedule, scope):
 
 
 class _NoRetracingWarning(logging.Filter):
-    """Every level trains a new model, so TF's "triggered tf.function retracing"
-    warning is expected here and says nothing."""
-
     def filter(self, record):
         return "retracing" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def quiet_retracing():
+    """Every fine-tuned level trains and evaluates a new model, so TF's "triggered
+    tf.function retracing" warning is expected there and says nothing: hidden."""
+    quiet = _NoRetracingWarning()
+    logger = logging.getLogger("tensorflow")
+    logger.addFilter(quiet)
+    try:
+        yield
+    finally:
+        logger.removeFilter(quiet)
 
 
 def finetune_model(base, sparsity, granularity, scope, skip_output, options, train, loss,
@@ -143,12 +154,6 @@ def finetune_model(base, sparsity, granularity, scope, skip_output, options, tra
     else:
         pruned = tfprune.prune_low_magnitude(base, schedule, granularity=granularity, scope=scope)
     pruned.compile(optimizer=optimizer, loss=loss)
-    quiet = _NoRetracingWarning()
-    logger = logging.getLogger("tensorflow")
-    logger.addFilter(quiet)
-    try:
-        train.fit(pruned, options.epochs, options.batch_size,
-                  [tfprune.callbacks.UpdatePruningStep()])
-    finally:
-        logger.removeFilter(quiet)
+    train.fit(pruned, options.epochs, options.batch_size,
+              [tfprune.callbacks.UpdatePruningStep()])
     return tfprune.strip_pruning(pruned)

@@ -82,13 +82,27 @@ class Data:
         return len(self.y)
 
     def evaluate(self, model, batch_size):
-        """`model.evaluate(...)` as a dict of floats, under Keras's metric names."""
+        """`model.evaluate(...)` as a dict of floats, under Keras's metric names.
+
+        Arrays are batched into a `tf.data.Dataset` once and reused at every level
+        (the same batches `model.evaluate(x, y, batch_size)` makes, without
+        building its input pipeline again for each call).
+        """
         if self.dataset is not None:
             out = model.evaluate(self.dataset, verbose=0, return_dict=True)
         else:
-            out = model.evaluate(self.x, self.y, batch_size=batch_size, verbose=0,
-                                 return_dict=True)
+            out = model.evaluate(self._batched(batch_size), verbose=0, return_dict=True)
         return {k: float(v) for k, v in out.items()}
+
+    def _batched(self, batch_size):
+        import tensorflow as tf
+
+        cached = getattr(self, "_cache", None)
+        if cached is None or cached[0] != batch_size:
+            x = tuple(self.x) if isinstance(self.x, list) else self.x
+            ds = tf.data.Dataset.from_tensor_slices((x, self.y)).batch(batch_size)
+            self._cache = cached = (batch_size, ds)
+        return cached[1]
 
     def steps_per_epoch(self, batch_size):
         if self.dataset is not None:

@@ -6,15 +6,16 @@
   multiply-add, batch 1); masks do not remove FLOPs on dense hardware;
 - `shrunk_params` / `shrunk_flops` (unit pruning): after `tfprune.shrink`, which
   removes the dead units and checks that the outputs did not change;
-- `gzip_bytes`: `gzip -6` of the weights' raw bytes, concatenated in
+- `gzip_bytes`: a gzip stream of the weights' raw bytes, concatenated in
   `model.weights` order (what a stripped weights file compresses to, less its
-  small HDF5 overhead).
+  small HDF5 overhead; see `gzip_bytes`).
 
 `latency_ms(model, x)`: median batch-1 latency of a compiled Keras forward pass.
 """
 
-import gzip
 import time
+import warnings
+import zlib
 import warnings
 
 import keras
@@ -35,11 +36,20 @@ def weight_counts(model, values=None):
     return sum(v.size for v in values), sum(int(np.count_nonzero(v)) for v in values)
 
 
-def gzip_bytes(model, values=None, level=6):
-    """Size of `gzip -level` of the weights' raw bytes (model.weights order)."""
+def gzip_bytes(model, values=None):
+    """Bytes of a gzip stream of the weights' raw bytes (model.weights order).
+
+    Deflate with zlib's run-length strategy (`Z_RLE`, level 6): a valid gzip file
+    (`gunzip` reads it) that, on float weights with pruned zeros, is within about
+    2% of `gzip -6` (smaller at high sparsity) and 3-6x faster to make, so a sweep
+    can afford one per level.
+    """
     values = _values(model) if values is None else values
-    raw = b"".join(np.ascontiguousarray(v).tobytes() for v in values)
-    return len(gzip.compress(raw, compresslevel=level, mtime=0))
+    packer = zlib.compressobj(6, zlib.DEFLATED, 31, 9, zlib.Z_RLE)  # wbits 31: gzip header
+    size = 0
+    for v in values:
+        size += len(packer.compress(np.ascontiguousarray(v).data))
+    return size + len(packer.flush())
 
 
 def dense_flops(model):

@@ -17,7 +17,7 @@ A record is a flat dict (one pruned model evaluated once):
 | `params`, `nonzero_params` | int | weights of the model, and those not zero |
 | `flops` | int | FLOPs of the model as it runs (dense; masks do not remove FLOPs) |
 | `shrunk_params`, `shrunk_flops` | int | unit pruning: after `tfprune.shrink` (None otherwise) |
-| `gzip_bytes` | int | `gzip -6` of the weights' raw bytes |
+| `gzip_bytes` | int | gzip size of the weights' raw bytes (`measure.gzip_bytes`) |
 
 The first record is the dense model. `summary()` averages records over seeds
 (`<metric>` is the mean, `<metric>_std` the sample standard deviation, `seeds`
