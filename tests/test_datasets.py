@@ -176,3 +176,15 @@ def test_cifar10_bad_inputs(tmp_path):
     (tmp_path / "broken.tar.gz").write_bytes(b"not a tar")
     with pytest.raises(ValueError, match="as a tar archive"):
         datasets.load_cifar10(tmp_path / "broken.tar.gz")
+
+
+def test_cifar10_without_download_falls_back_at_once(tmp_path, monkeypatch):
+    import keras
+
+    np.savez(tmp_path / "mnist.npz", **small_arrays())
+    monkeypatch.setenv("TFPRUNE_DATA_DIR", str(tmp_path))
+    monkeypatch.setattr(keras.datasets.cifar10, "load_data", lambda: pytest.fail("downloaded"))
+    with pytest.raises(RuntimeError, match="download=False"):
+        datasets.load_cifar10(download=False)
+    with pytest.warns(UserWarning, match="download=False"):
+        assert datasets.load_cifar10(fallback="mnist", download=False).name == "mnist32x32x3"

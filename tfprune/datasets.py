@@ -183,7 +183,7 @@ class Loaded(tuple):
         return self
 
 
-def load_cifar10(path=None, fallback=None):
+def load_cifar10(path=None, fallback=None, download=True):
     """CIFAR-10 as `(x_train, y_train), (x_test, y_test)`: uint8 images of shape
     `(n, 32, 32, 3)` (channels last) and uint8 labels of shape `(n,)`.
 
@@ -191,6 +191,8 @@ def load_cifar10(path=None, fallback=None):
     `cifar-10-python.tar.gz`, or a directory holding one of them or the python
     batches `cifar-10-batches-py/`), the directory `$TFPRUNE_DATA_DIR`, then
     `keras.datasets.cifar10.load_data()` (downloads 170 MB once).
+
+    `download=False` skips keras's download (quick runs, tests).
 
     `fallback="mnist"`: when none of these works (offline, no local copy), return
     MNIST padded to 32x32 and repeated over 3 channels (`pad_mnist_to_32x32x3`)
@@ -230,21 +232,26 @@ def load_cifar10(path=None, fallback=None):
         data = _cifar_dir(pathlib.Path(env))
         if data is not None:
             return Loaded(*data, name="cifar10")
-    try:
-        import keras
+    where = f"{DATA_DIR_ENV}={env!r} holds no CIFAR-10" if env else f"{DATA_DIR_ENV} is not set"
+    error = None
+    if download:
+        try:
+            import keras
 
-        (x_train, y_train), (x_test, y_test) = keras.datasets.cifar10.load_data()
-        return Loaded((x_train, y_train.reshape(-1)), (x_test, y_test.reshape(-1)),
-                      name="cifar10")
-    except Exception as e:  # no network, proxy, corrupted cache...
-        where = f"{DATA_DIR_ENV}={env!r} holds no CIFAR-10" if env else f"{DATA_DIR_ENV} is not set"
-        reason = f"{where}, and keras could not download it ({type(e).__name__}: {e})"
-        if fallback is None:
-            raise RuntimeError(
-                f"Could not load CIFAR-10: {reason}. Put {_CIFAR_NPZ[0]}, {_CIFAR_TAR} or "
-                f"{_CIFAR_DIR}/ in {DATA_DIR_ENV}, pass `path=`, or pass "
-                "`fallback='mnist'` to run on MNIST padded to 32x32x3 instead."
-            ) from e
+            (x_train, y_train), (x_test, y_test) = keras.datasets.cifar10.load_data()
+            return Loaded((x_train, y_train.reshape(-1)), (x_test, y_test.reshape(-1)),
+                          name="cifar10")
+        except Exception as e:  # no network, proxy, corrupted cache...
+            error = e
+            reason = f"{where}, and keras could not download it ({type(e).__name__}: {e})"
+    else:
+        reason = f"{where}, and download=False"
+    if fallback is None:
+        raise RuntimeError(
+            f"Could not load CIFAR-10: {reason}. Put {_CIFAR_NPZ[0]}, {_CIFAR_TAR} or "
+            f"{_CIFAR_DIR}/ in {DATA_DIR_ENV}, pass `path=`, or pass "
+            "`fallback='mnist'` to run on MNIST padded to 32x32x3 instead."
+        ) from error
     note = (f"CIFAR-10 is not available ({reason}); using MNIST padded to 32x32x3 as an "
             "offline stand-in. These are NOT CIFAR-10 results.")
     warnings.warn(note, stacklevel=2)
