@@ -70,11 +70,13 @@ def test_run_that_updates_does_not_warn():
         fit(model, X, Y, steps=2)
 
 
-def test_callback_on_unpruned_model_is_an_error():
+def test_callback_on_unpruned_model_does_nothing_and_warns_like_tfmot():
     model = keras.Sequential([keras.Input((10,)), L.Dense(2)])
     model.compile("adam", "mse")
-    with pytest.raises(ValueError, match="no pruned layers"):
-        model.fit(X, Y, verbose=0, callbacks=[tfprune.callbacks.UpdatePruningStep()])
+    before = model.get_weights()
+    with pytest.warns(RuntimeWarning, match="no pruned layers"):
+        model.fit(X, Y, verbose=0, epochs=1, callbacks=[tfprune.callbacks.UpdatePruningStep()])
+    assert any((a != b).any() for a, b in zip(before, model.get_weights()))  # trained as usual
 
 
 def _read_scalars(log_dir):

@@ -257,10 +257,18 @@ def test_unit_pruning_masks_batchnorm_so_a_bn_resnet_shrinks(tmp_path):
     assert (loaded.get_layer("bn0").beta.numpy()[unit_mask == 0] == 0).all()
 
 
-def test_one_wrapper_per_schedule_drives_the_mask_updates():
+def test_one_variable_per_schedule_drives_the_mask_updates():
     pruned = tfprune.prune_low_magnitude(sequential(), every_step(0.5))
-    drivers = [w for w in pruned.layers if isinstance(w, tfprune.PruneLowMagnitude) and w._drives.links]
-    assert len(drivers) == 1 and len(drivers[0]._drives.links) == 3
+    cb = tfprune.callbacks.UpdatePruningStep()
+    cb.set_model(pruned)
+    cb.on_train_begin()
+    drives = [t.variable.constraint.drive for w in pruned.layers
+              if isinstance(w, tfprune.PruneLowMagnitude) for t in w.targets]
+    drivers = [d for d in drives if d is not None]
+    assert len(drivers) == 1 and len(drivers[0].links) == 3
+    # the last pruned variable in trainable order: its constraint runs after the others'
+    assert drivers[0].target.variable is [v for v in pruned.trainable_variables
+                                           if v.constraint is not None][-1]
 
 
 def test_global_scope_on_a_subclassed_model():

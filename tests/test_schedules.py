@@ -104,14 +104,40 @@ BAD = [
     (lambda: PolynomialDecay(0.0, 0.5, 10, 5), "Received: end_step=5"),
     (lambda: PolynomialDecay(0.0, 0.5, 0, 10, power=0), "Received: power=0"),
     (lambda: PolynomialDecay(0.0, 0.5, 0, 10, frequency=True), "Received: frequency=True"),
+    (lambda: PolynomialDecay(0.0, 0.5, 0, 10, power="3"), "Received: power='3'"),
+    (lambda: ConstantSparsity(0.5, 10, -5, 10), "Received: end_step=-5"),
+    (lambda: ConstantSparsity(float("nan"), 0), "Received: target_sparsity=nan"),
 ]
+WRONG_TYPE = ("'0.5'", "begin_step=1.5", "frequency=True", "power='3'")
 
 
 @pytest.mark.parametrize("make,message", BAD, ids=[m.split("Received: ")[1] for _, m in BAD])
 def test_bad_arguments_raise_keras_style_errors(make, message):
-    with pytest.raises(ValueError) as e:
+    # Wrong types raise TypeError, wrong values ValueError, as in Keras.
+    error = TypeError if message.endswith(WRONG_TYPE) else ValueError
+    with pytest.raises(error) as e:
         make()
     assert message in str(e.value)
+
+
+def test_numpy_scalars_are_accepted_like_python_numbers():
+    s = ConstantSparsity(np.float32(0.5), np.int64(2), frequency=np.int32(3))
+    assert (s.target_sparsity, s.begin_step, s.frequency) == (0.5, 2, 3)
+
+
+def test_tfmot_nested_config_loads():
+    config = {"class_name": "PolynomialDecay",
+              "config": {"initial_sparsity": 0.1, "final_sparsity": 0.8, "begin_step": 0,
+                         "end_step": 100, "power": 3, "frequency": 10}}
+    assert PolynomialDecay.from_config(config) == PolynomialDecay(0.1, 0.8, 0, 100, frequency=10)
+    assert schedules.deserialize(config) == PolynomialDecay(0.1, 0.8, 0, 100, frequency=10)
+
+
+def test_update_sparsities_are_the_closed_form_at_update_steps():
+    s = PolynomialDecay(0.1, 0.9, begin_step=10, end_step=110, power=2, frequency=25)
+    want = [0.9 + (0.1 - 0.9) * (1 - (st - 10) / 100) ** 2 for st in (10, 35, 60, 85, 110)]
+    np.testing.assert_allclose(s.update_sparsities(), want, rtol=0, atol=1e-15)
+    assert ConstantSparsity(0.7, 3).update_sparsities() == [0.7]
 
 
 @pytest.mark.parametrize(

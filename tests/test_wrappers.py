@@ -132,15 +132,22 @@ def test_unit_granularity_on_rnn_is_a_clear_error():
 
 
 @pytest.mark.parametrize(
-    "kwargs,message",
-    [({"granularity": "block"}, "Received: granularity='block'"),
-     ({"scope": "model"}, "Received: scope='model'"),
-     ({"round_to": 0}, "Received: round_to=0"),
-     ({"pruning_schedule": 0.5}, "Received: pruning_schedule=0.5")],
-    ids=["granularity", "scope", "round_to", "schedule"],
+    "kwargs,error,message",
+    [({"granularity": "block"}, ValueError, "Received: granularity='block'"),
+     ({"granularity": 1}, TypeError, "Received: granularity=1"),
+     ({"scope": "model"}, ValueError, "Received: scope='model'"),
+     ({"round_to": 0}, ValueError, "Received: round_to=0"),
+     ({"round_to": 2.0}, TypeError, "Received: round_to=2.0"),
+     ({"block_size": (1, 0)}, ValueError, "Received: block_size=0"),
+     ({"block_pooling_type": "MIN", "block_size": (1, 4)}, ValueError,
+      "Received: block_pooling_type='MIN'"),
+     ({"sparsity_m_by_n": (4, 4)}, ValueError, "Received: sparsity_m_by_n=(4, 4)"),
+     ({"pruning_schedule": 0.5}, TypeError, "Received: pruning_schedule=0.5")],
+    ids=["granularity", "granularity-type", "scope", "round_to", "round_to-type", "block",
+         "pooling", "m_by_n", "schedule"],
 )
-def test_bad_wrapper_arguments_raise(kwargs, message):
-    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+def test_bad_wrapper_arguments_raise(kwargs, error, message):
+    with pytest.raises(error, match=message.replace("(", r"\(").replace(")", r"\)")):
         tfprune.PruneLowMagnitude(L.Dense(3), **kwargs)
 
 

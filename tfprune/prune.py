@@ -194,12 +194,7 @@ def prune_low_magnitude(
     """
     if pruning_schedule is None:
         pruning_schedule = schedules.ConstantSparsity(0.5, begin_step=0)
-    if not isinstance(pruning_schedule, schedules.PruningSchedule):
-        raise ValueError(
-            "Argument `pruning_schedule` must be a `tfprune.PruningSchedule` "
-            f"(ConstantSparsity, PolynomialDecay). Received: "
-            f"pruning_schedule={pruning_schedule!r}"
-        )
+    schedules.check_schedule(pruning_schedule)
     check_granularity(granularity)
     masks_lib.check_scope(scope)
     masks_lib.check_round_to(round_to)

@@ -18,14 +18,26 @@ One deliberate difference: with `begin_step == end_step` tfmot divides by zero a
 returns NaN; here `p = 1` from `begin_step` on, so the final sparsity is used.
 
 Sparsity is computed in float64 so that a schedule value such as 0.9 is the same
-number the h5 post-processor and `masks.keep_count` see.
+number the h5 post-processor and `masks.keep_count` see. In training, the
+built-in schedules go further: their sparsity at each update step is computed
+here in Python (`update_sparsities`) and the keep counts from it, so the counts are
+exact integers on every backend (JAX has no float64 by default); `decide` gives the
+train step `(should_update, counts)`. A schedule written tfmot's way (a subclass
+overriding `__call__(step) -> (should_prune, sparsity)`) is asked at every step.
+
+Schedules serialize to flat configs; `deserialize` (and `from_config`) also read
+tfmot's nested form `{"class_name": "PolynomialDecay", "config": {...}}`.
 """
 
-import operator
+import math
 import warnings
 
 import keras
+import numpy as np
 from keras import ops
+
+from tfprune.masks import counts as _counts
+from tfprune.masks import policy as _policy
 
 __all__ = [
     "PruningSchedule",
@@ -33,7 +45,13 @@ __all__ = [
     "PolynomialDecay",
     "should_update",
     "polynomial_decay_sparsity",
+    "decide",
+    "deserialize",
+    "check_schedule",
 ]
+
+# Update steps whose sparsities `decide` tabulates (beyond: computed in the step).
+MAX_TABLE = 1 << 14
 
 
 def should_update(step, begin_step, end_step, frequency):
@@ -42,7 +60,7 @@ def should_update(step, begin_step, end_step, frequency):
     `begin_step <= step and (step <= end_step or end_step < 0)
     and (step - begin_step) % frequency == 0`.
     """
-    step = ops.cast(step, "int64")
+    step = ops.cast(step, "int32")
     in_range = step >= begin_step
     if end_step >= 0:
         in_range = ops.logical_and(in_range, step <= end_step)
@@ -70,32 +88,11 @@ def polynomial_decay_sparsity(
 
 
 def _check_sparsity(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(
-            f"Argument `{name}` must be a number in [0, 1). "
-            f"Received: {name}={value!r}"
-        )
-    if not 0.0 <= value < 1.0:
-        raise ValueError(
-            f"Argument `{name}` must be in [0, 1). Received: {name}={value}"
-        )
-    return float(value)
+    return _counts.check_sparsity(value, name)
 
 
 def _check_int(name, value, minimum=None):
-    try:
-        if isinstance(value, bool):
-            raise TypeError
-        value = operator.index(value)
-    except TypeError:
-        raise ValueError(
-            f"Argument `{name}` must be an integer. Received: {name}={value!r}"
-        ) from None
-    if minimum is not None and value < minimum:
-        raise ValueError(
-            f"Argument `{name}` must be >= {minimum}. Received: {name}={value}"
-        )
-    return value
+    return _counts.check_int(value, name, minimum)
 
 
 def _warn_never(schedule):
@@ -141,8 +138,16 @@ class PruningSchedule:
         first = self.begin_step if self.begin_step >= 1 else self.frequency
         return first if self.end_step < 0 or first <= self.end_step else None
 
+    def update_sparsities(self):
+        """The sparsity at each update step `begin_step + j * frequency`
+        (j = 0, 1, ...), as Python floats, for `decide` to tabulate; None when not
+        tabulated (a user schedule, or more than `MAX_TABLE` update steps)."""
+        return None
+
     @classmethod
     def from_config(cls, config):
+        if set(config) >= {"class_name", "config"}:  # tfmot's nested form
+            config = config["config"]
         return cls(**config)
 
     def __repr__(self):
@@ -179,7 +184,7 @@ class ConstantSparsity(PruningSchedule):
         self.begin_step = _check_int("begin_step", begin_step, 0)
         self.end_step = _check_int("end_step", end_step)
         self.frequency = _check_int("frequency", frequency, 1)
-        if 0 <= self.end_step < self.begin_step:
+        if self.end_step != -1 and self.end_step < self.begin_step:
             raise ValueError(
                 "Argument `end_step` must be -1 or >= `begin_step` "
                 f"({self.begin_step}). Received: end_step={self.end_step}"
@@ -189,6 +194,9 @@ class ConstantSparsity(PruningSchedule):
 
     def sparsity(self, step):
         return ops.full_like(ops.cast(step, "float64"), self.target_sparsity)
+
+    def update_sparsities(self):
+        return [self.target_sparsity]
 
     @property
     def final_sparsity(self):
@@ -245,10 +253,11 @@ class PolynomialDecay(PruningSchedule):
                 f"Argument `end_step` must be >= `begin_step` ({self.begin_step}). "
                 f"Received: end_step={self.end_step}"
             )
-        if isinstance(power, bool) or not isinstance(power, (int, float)) or not power > 0:
-            raise ValueError(
-                f"Argument `power` must be a positive number. Received: power={power!r}"
-            )
+        if isinstance(power, (bool, np.bool_)) or not isinstance(
+                power, (int, float, np.integer, np.floating)):
+            raise TypeError(f"Argument `power` must be a positive number. Received: power={power!r}")
+        if not power > 0 or not math.isfinite(power):
+            raise ValueError(f"Argument `power` must be a positive number. Received: power={power!r}")
         self.power = power
         self.frequency = _check_int("frequency", frequency, 1)
         last = self.end_step - (self.end_step - self.begin_step) % self.frequency
@@ -267,6 +276,17 @@ class PolynomialDecay(PruningSchedule):
     @property
     def final_sparsity(self):
         return self.final_sparsity_
+
+    def update_sparsities(self):
+        count = (self.end_step - self.begin_step) // self.frequency + 1
+        if count > MAX_TABLE:
+            return None
+        steps = self.begin_step + self.frequency * np.arange(count, dtype=np.float64)
+        span = self.end_step - self.begin_step
+        p = np.ones(count) if span == 0 else np.clip((steps - self.begin_step) / span, 0.0, 1.0)
+        values = self.final_sparsity_ + (self.initial_sparsity - self.final_sparsity_) * np.power(
+            1.0 - p, float(self.power))
+        return [float(v) for v in values]
 
     def sparsity(self, step):
         return polynomial_decay_sparsity(
@@ -287,3 +307,54 @@ class PolynomialDecay(PruningSchedule):
             "power": self.power,
             "frequency": self.frequency,
         }
+
+
+def check_schedule(schedule):
+    """`schedule` if it is a `PruningSchedule` (ours, or one written tfmot's way:
+    any object with `__call__(step) -> (should_prune, sparsity)` and
+    `get_config`); TypeError otherwise."""
+    if isinstance(schedule, PruningSchedule) or (
+        callable(schedule) and callable(getattr(schedule, "get_config", None))
+        and type(schedule).__name__ != "function"
+    ):
+        return schedule
+    raise TypeError(
+        "Argument `pruning_schedule` must be a `tfprune.PruningSchedule` "
+        "(ConstantSparsity, PolynomialDecay, or a subclass). "
+        f"Received: pruning_schedule={schedule!r}"
+    )
+
+
+_BUILT_IN = {"ConstantSparsity": ConstantSparsity, "PolynomialDecay": PolynomialDecay}
+
+
+def deserialize(config):
+    """A schedule from a config: Keras's serialized form, or tfmot's
+    `{"class_name": "PolynomialDecay", "config": {...}}`."""
+    if isinstance(config, PruningSchedule):
+        return config
+    if not isinstance(config, dict) or "class_name" not in config:
+        raise TypeError(
+            "Argument `pruning_schedule` must be a schedule or its config dict. "
+            f"Received: pruning_schedule={config!r}"
+        )
+    name = str(config["class_name"]).split(">")[-1]
+    if name in _BUILT_IN and "module" not in config:
+        return _BUILT_IN[name].from_config(config.get("config", {}))
+    return keras.saving.deserialize_keras_object(config)
+
+
+def decide(schedule, step):
+    """`(should_update, sparsity)` at `step` (an int32 tensor) inside a train step.
+
+    Built-in schedules give exact keep counts (`masks.policy.KeepCounts` over their
+    `update_sparsities`); others return what `schedule(step)` returns (the
+    sparsity as a tensor).
+    """
+    table = schedule.update_sparsities() if type(schedule) in _BUILT_IN.values() else None
+    if table is not None:
+        should = should_update(step, schedule.begin_step, schedule.end_step, schedule.frequency)
+        index = ops.clip((step - schedule.begin_step) // schedule.frequency, 0, len(table) - 1)
+        return should, _policy.KeepCounts(table, index)
+    should, sparsity = schedule(step)
+    return ops.cast(should, "bool"), sparsity
