@@ -48,6 +48,10 @@ _PUBLIC = {
     "PolynomialDecay": ("tfprune.schedules", "PolynomialDecay"),
     "PruningSchedule": ("tfprune.schedules", "PruningSchedule"),
     "PruneLowMagnitude": ("tfprune.wrappers", "PruneLowMagnitude"),
+    # Sparsity sweeps (issue 7): one-shot masks, sweeps / sensitivity, their plots.
+    "oneshot": ("tfprune.oneshot", None),
+    "sweep": ("tfprune.sweep", None),
+    "plot": ("tfprune.plot", None),
     # tfmot-shaped namespace: `import tfprune as tfmot; tfmot.sparsity.keras.X`.
     "sparsity": ("tfprune.sparsity", None),
     "export": ("tfprune.export", None),
