@@ -105,7 +105,7 @@ def test_argument_errors():
         check(np.zeros(3))
 
 
-@pytest.mark.parametrize("name", ["tfprune.export.flatbuffer", "tfprune.export.rules",
+@pytest.mark.parametrize("name", ["tfprune.export.flatbuffer", "tfprune.export.rules", "tfprune.export.rewrite",
                                   "tfprune.export.check"])
 def test_docstring_examples_run(name):
     import importlib

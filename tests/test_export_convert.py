@@ -140,18 +140,27 @@ def test_float_csr_below_break_even_is_stored_dense(tmp_path, rng):
     assert report.size == report.dense_size
 
 
-def test_float16_blocks_are_stored_dense_and_float16_csr_kept(tmp_path, rng):
+def test_float16_blocks_are_stored_csr_and_float16_csr_kept(tmp_path, rng):
     model = U.mlp(64, (48,), 8)
     U.block_prune(model, (4, 1), 0.9, rng, layers=[model.layers[0]])
     U.block_prune(model, (1, 1), 0.9, rng, layers=[model.layers[1]])
     report = to_tflite(model, tmp_path / "h.tflite", quantize="float16")
     actions = {d.encoding: (d.action, d.reason) for d in report.decisions}
-    assert actions["block 1x4"][0] == "stored dense" and "float16" in actions["block 1x4"][1]
+    assert actions["block 1x4"][0] == "stored as CSR" and "float16" in actions["block 1x4"][1]
     assert actions["CSR"][0] == "kept sparse"
     x = rng.standard_normal((4, 64)).astype("float32")
     np.testing.assert_allclose(U.run_file(tmp_path / "h.tflite", x)[0], model(x).numpy(),
                                atol=1e-2)
-    assert sorted(report.encodings.values()) == ["CSR", "dense"]
+    assert sorted(report.encodings.values()) == ["CSR", "CSR"]
+    assert len(report.densified_ops) == 2 and report.size < report.dense_size
+    fm = flatbuffer.read(tmp_path / "h.tflite")
+    kernels = {tuple(l.kernel.shape)[::-1]: l.kernel.numpy().T for l in model.layers}
+    for t in fm.constants():
+        if len(t.shape) == 2:  # the re-encoded CSR holds exactly the float16 weights
+            np.testing.assert_array_equal(fm.dense_values(t),
+                                          kernels[t.shape].astype(np.float16))
+    builtin = to_tflite(model, tmp_path / "b.tflite", quantize="float16", xnnpack=False)
+    assert not builtin.encoded_sparse  # float16 DENSIFY runs every inference there
 
 
 def test_int8_csr_is_stored_dense_for_xnnpack_and_kept_without_it(tmp_path, rng):

@@ -172,10 +172,16 @@ def convert(model, quantize=None, sparse=False, representative_data=None):
     elif quantize == "int8":
         converter.representative_dataset = representative_dataset(representative_data)
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-        # Keras prints "Saved artifact at ..." while tracing: keep stdout for reports.
-        warnings.filterwarnings("ignore", message=".*Statistics for quantized inputs.*")
-        return converter.convert()
+    logger = tf.get_logger()
+    level = logger.level
+    logger.setLevel("ERROR")  # "INFO:tensorflow:Assets written to: /tmp/..."
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            # Keras prints "Saved artifact at ..." while tracing: keep stdout for reports.
+            warnings.filterwarnings("ignore", message=".*Statistics for quantized inputs.*")
+            return converter.convert()
+    finally:
+        logger.setLevel(level)
 
 
 # --------------------------------------------------------------------- encodings
@@ -222,6 +228,25 @@ def _lossy_reason(t, decoded, original):
     return f"the converter's {t.encoding} encoding differs from the weights ({lost} lost)"
 
 
+STORED_CSR = "stored as CSR"
+KEPT = ("kept sparse", STORED_CSR)
+
+
+def _csr_instead(hazards, t, xnnpack):
+    """float16 blocks break DEQUANTIZE; CSR + DENSIFY works under XNNPACK."""
+    return xnnpack and len(t.shape) == 2 and all(h.code == "float16-block" for h in hazards)
+
+
+def _csr_bytes(dense):
+    values, segments, indices = rewrite.csr_encode(dense)
+
+    def width(top):
+        return 1 if top <= 0xFF else 2 if top <= 0xFFFF else 4
+
+    return (values.size * dense.itemsize + segments.size * width(segments.max(initial=0))
+            + indices.size * width(indices.max(initial=0)))
+
+
 def plan(data, sparse, xnnpack, dense=None):
     """`([Decision], {key: dense values})` for the sparse constants of `data`.
 
@@ -247,6 +272,14 @@ def plan(data, sparse, xnnpack, dense=None):
             out.append(Decision(name, t.encoding, "stored dense",
                                 _lossy_reason(t, decoded, original)))
             values[key] = original
+        elif hazards and _csr_instead(hazards, t, xnnpack):
+            csr = _csr_bytes(decoded)
+            if sparse == "auto" and csr >= t.dense_bytes:
+                out.append(Decision(name, t.encoding, "stored dense",
+                                    f"{hazards[0].message}; CSR ({csr:,} bytes) not smaller"))
+            else:
+                out.append(Decision(name, t.encoding, STORED_CSR,
+                                    f"{hazards[0].message}: stored CSR behind DENSIFY instead"))
         elif hazards:
             out.append(Decision(name, t.encoding, "stored dense", hazards[0].message))
         elif sparse == "auto" and t.stored_bytes >= t.dense_bytes:
@@ -263,11 +296,13 @@ def choose(dense, sparse_data, decisions, values=None):
     """`(bytes, warnings)`: the sparse file with the planned tensors dense, or the
     dense file when nothing stays sparse or the result is not smaller."""
     notes = []
-    kept = [d for d in decisions if d.action == "kept sparse"]
+    kept = [d for d in decisions if d.action in KEPT]
     if sparse_data is None or not kept:
         return dense, notes
     to_dense = [tuple(d.key) for d in decisions if d.action != "kept sparse"]
-    data = rewrite.store_dense(sparse_data, to_dense, values) if to_dense else sparse_data
+    csr = [tuple(d.key) for d in decisions if d.action == STORED_CSR]
+    data = rewrite.store_dense(sparse_data, to_dense, values, csr) if to_dense \
+        else sparse_data
     if len(data) >= len(dense):
         notes.append(f"the sparse file ({len(data):,} bytes) is not smaller than the dense "
                      f"file ({len(dense):,} bytes): wrote the dense file")
@@ -462,7 +497,7 @@ def to_tflite(model, path, *, sparse="auto", shrink=False, quantize=None,
         notes += more
         if data is dense:
             for d in decisions:
-                if d.action == "kept sparse":
+                if d.action in KEPT:
                     d.action, d.reason = "stored dense", "the sparse file failed verification"
     write_atomic(path, data)
     report = ExportReport(path=str(path), quantize=quantize, sparse=sparse,

@@ -158,7 +158,7 @@ class Decision:
 
     tensor: str
     encoding: str
-    action: str  # "kept sparse" / "stored dense"
+    action: str  # "kept sparse" / "stored dense" / "stored as CSR"
     reason: str
     key: list = None  # [subgraph, tensor index] in the converter's sparse file
 
@@ -248,10 +248,10 @@ class ExportReport:
             _tensor_table(self.tensors),
         ]
         lines += _op_summary(self.file.ops)
-        kept_dense = [d for d in self.decisions if d.action != "kept sparse"]
-        for d in kept_dense:
-            lines.append(f"stored dense: {d.tensor[-48:]} ({d.encoding} in the converter's "
-                         f"sparse file): {d.reason}")
+        for d in self.decisions:
+            if d.action != "kept sparse":
+                lines.append(f"{d.action}: {d.tensor[-48:]} ({d.encoding} in the converter's "
+                             f"sparse file): {d.reason}")
         if self.verification is not None:
             lines.append(self.verification.line())
         lines += [f"WARNING: {w}" for w in list(self.warnings) + list(self.file.warnings)]

@@ -14,7 +14,7 @@ import numpy as np
 
 from tfprune.export import flatbuffer
 
-__all__ = ["store_dense"]
+__all__ = ["store_dense", "csr_encode"]
 
 _ALIGN = 16
 
@@ -46,13 +46,88 @@ def _as_aligned(buffer_t, cls):
     return new
 
 
-def store_dense(data, tensors, values=None):
+def _index_vector(s, values):
+    """The narrowest `SparseIndexVector` holding `values`: (type code, table)."""
+    values = np.asarray(values)
+    top = int(values.max(initial=0))
+    if top <= 0xFF:
+        vec, kind, dtype = s.Uint8VectorT(), s.SparseIndexVector.Uint8Vector, np.uint8
+    elif top <= 0xFFFF:
+        vec, kind, dtype = s.Uint16VectorT(), s.SparseIndexVector.Uint16Vector, np.uint16
+    else:
+        vec, kind, dtype = s.Int32VectorT(), s.SparseIndexVector.Int32Vector, np.int32
+    vec.values = values.astype(dtype)
+    return kind, vec
+
+
+def csr_encode(dense):
+    """`(values, segments, indices)` of a 2-D array stored DENSE rows, CSR columns.
+
+    >>> import numpy as np
+    >>> csr_encode(np.array([[0, 5, 0, 0], [7, 0, 0, 8]]))
+    (array([5, 7, 8]), array([0, 1, 3]), array([1, 0, 3]))
+    """
+    dense = np.asarray(dense)
+    rows, cols = np.nonzero(dense)
+    segments = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=dense.shape[0]))])
+    return dense[rows, cols], segments, cols
+
+
+def _csr_sparsity(s, dense):
+    values, segments, indices = csr_encode(dense)
+    rows = s.DimensionMetadataT()
+    rows.format, rows.denseSize = s.DimensionType.DENSE, int(dense.shape[0])
+    cols = s.DimensionMetadataT()
+    cols.format = s.DimensionType.SPARSE_CSR
+    cols.arraySegmentsType, cols.arraySegments = _index_vector(s, segments)
+    cols.arrayIndicesType, cols.arrayIndices = _index_vector(s, indices)
+    sp = s.SparsityParametersT()
+    sp.traversalOrder, sp.blockMap, sp.dimMetadata = [0, 1], None, [rows, cols]
+    return sp, values
+
+
+def _densify_code(s, model):
+    for i, c in enumerate(model.operatorCodes):
+        if max(c.builtinCode, c.deprecatedBuiltinCode) == s.BuiltinOperator.DENSIFY:
+            return i
+    code = s.OperatorCodeT()
+    code.builtinCode = code.deprecatedBuiltinCode = s.BuiltinOperator.DENSIFY
+    code.version = 1
+    model.operatorCodes.append(code)
+    return len(model.operatorCodes) - 1
+
+
+def _insert_densify(s, model, sg, index, densify):
+    """A DENSIFY op and its output tensor in front of every reader of `index`."""
+    t = sg.tensors[index]
+    out = s.TensorT()
+    out.shape, out.type, out.buffer = list(t.shape), t.type, 0
+    out.name = (t.name or b"") + b"/densified"
+    sg.tensors.append(out)
+    new = len(sg.tensors) - 1
+    readers = [i for i, op in enumerate(sg.operators)
+               if op.inputs is not None and index in list(op.inputs)]
+    for i in readers:
+        op = sg.operators[i]
+        op.inputs = np.where(np.asarray(op.inputs) == index, new,
+                             np.asarray(op.inputs)).astype(np.int32)
+    op = s.OperatorT()
+    op.opcodeIndex = densify
+    op.inputs = np.array([index], np.int32)
+    op.outputs = np.array([new], np.int32)
+    sg.operators.insert(min(readers) if readers else 0, op)
+
+
+def store_dense(data, tensors, values=None, csr=()):
     """Bytes of the file `data` with `tensors` ((subgraph, index) pairs) stored dense.
 
     `values` may give the dense values of some of them (`{key: array}`, e.g. from
     the dense file when the sparse encoding lost weights); the others are
-    decoded from the file. Raises ValueError if a listed tensor is not a sparse
-    constant of the file, or a given array does not have its shape and dtype.
+    decoded from the file. The 2-D tensors in `csr` (keys, a subset of
+    `tensors`) are stored as CSR behind a new DENSIFY op instead of dense (a
+    block encoding replaced by one every reader handles). Raises ValueError if a
+    listed tensor is not a sparse constant of the file, or a given array does not
+    have its shape and dtype.
     """
     s = flatbuffer.schema()
     fm = flatbuffer.read(data)
@@ -73,9 +148,17 @@ def store_dense(data, tensors, values=None):
         sg = model.subgraphs[key[0]]
         t = sg.tensors[key[1]]
         t.sparsity = None
+        stored = dense
+        if key in set(csr):
+            if dense.ndim != 2:
+                raise ValueError(f"Only 2-D tensors can be stored CSR; {info.name!r} is "
+                                 f"{dense.shape}.")
+            t.sparsity, stored = _csr_sparsity(s, dense)
         model.buffers[t.buffer].data = np.frombuffer(
-            dense.astype(dense.dtype.newbyteorder("<")).tobytes(), np.uint8)
+            stored.astype(stored.dtype.newbyteorder("<")).tobytes(), np.uint8)
         _drop_densify(sg, key[1], densify)
+        if key in set(csr):
+            _insert_densify(s, model, sg, key[1], _densify_code(s, model))
     model.buffers = [_as_aligned(b, buffer_cls) for b in model.buffers]
     builder = flatbuffers.Builder(len(fm.data) + 4 * sum(
         fm.tensor(*k).dense_bytes for k in set(tensors)) + 1024)
