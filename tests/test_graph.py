@@ -189,3 +189,91 @@ def test_subclassed_nested_model_layers_are_excluded():
     assert ["hidden"] in names(groups)
     assert "not reached" in excluded["hidden"]
     assert "shrink cannot map" in excluded["before"]
+
+
+# --------------------------------------------------------------------------- batchnorm_followers
+
+
+def _after_dense(*between, bn=None):
+    """Dense "d" -> `between` layers -> BatchNormalization "bn" -> Dense "out"."""
+    x = keras.Input((4, 4, 3))
+    h = L.Dense(6, name="d")(x)
+    for layer in between:
+        h = layer(h)
+    h = (bn or L.BatchNormalization(name="bn"))(h)
+    return keras.Model(x, L.Dense(2, name="out")(L.Flatten()(h)))
+
+
+PASS_THROUGH = [
+    lambda: L.ReLU(), lambda: L.LeakyReLU(), lambda: L.ELU(), lambda: L.Activation("relu"),
+    lambda: L.Activation("tanh"), lambda: L.Dropout(0.2), lambda: L.SpatialDropout2D(0.2),
+    lambda: L.GaussianNoise(0.1), lambda: L.GaussianDropout(0.1), lambda: L.AlphaDropout(0.1),
+    lambda: L.ActivityRegularization(), lambda: L.Identity(),
+    lambda: L.MaxPooling2D(2, padding="same"), lambda: L.ZeroPadding2D(1),
+]
+PASS_IDS = ["relu", "leaky-relu", "elu", "activation-relu", "activation-tanh", "dropout",
+            "spatial-dropout", "gaussian-noise", "gaussian-dropout", "alpha-dropout",
+            "activity-regularization", "identity", "max-pooling", "zero-padding"]
+
+
+@pytest.mark.parametrize("make", PASS_THROUGH, ids=PASS_IDS)
+def test_batchnorm_after_channelwise_layers_follows_the_unit_layer(make):
+    """LeakyReLU, ELU, GaussianDropout, AlphaDropout ... keep channel i at position
+    i: the BatchNormalization normalizes the Dense's units."""
+    assert graph.batchnorm_followers(_after_dense(make(), L.ReLU())) == {"d": ["bn"]}
+
+
+@pytest.mark.parametrize("activation", ["softmax", "log_softmax"])
+def test_softmax_activation_stops_the_walk(activation):
+    """A softmax mixes the units: the BatchNormalization after it does not follow them."""
+    assert graph.batchnorm_followers(_after_dense(L.Activation(activation))) == {}
+    assert graph.batchnorm_followers(_after_dense(L.Softmax())) == {}
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        pytest.param(lambda: _after_dense(bn=L.BatchNormalization(axis=1, name="bn")),
+                     id="bn-on-another-axis"),
+        pytest.param(lambda: _after_dense(L.Reshape((4, 24))), id="after-a-reshape"),
+        pytest.param(lambda: _after_dense(L.Lambda(lambda t: t * 2)), id="after-a-lambda"),
+    ],
+)
+def test_batchnorm_on_other_positions_does_not_follow(model):
+    assert graph.batchnorm_followers(model()) == {}
+
+
+def test_followers_in_a_bn_resnet_stop_at_merges_and_at_the_first_bn():
+    x = keras.Input((8, 8, 3))
+    a = L.Conv2D(8, 3, padding="same", name="stem")(x)
+    a = L.BatchNormalization(name="bn_twice")(L.BatchNormalization(name="bn0")(a))
+    h = L.ReLU()(L.BatchNormalization(name="bn1")(L.Conv2D(8, 3, padding="same", name="c1")(a)))
+    h = L.Add()([a, L.Conv2D(8, 3, padding="same", name="c2")(h)])
+    h = L.BatchNormalization(name="bn_after_add")(h)
+    h = L.DepthwiseConv2D(3, padding="same", name="dw")(h)
+    h = L.BatchNormalization(name="bn_dw")(L.ELU()(h))
+    model = keras.Model(x, L.Dense(2, name="out")(L.GlobalAveragePooling2D()(h)))
+    assert graph.batchnorm_followers(model) == {"stem": ["bn0"], "c1": ["bn1"], "dw": ["bn_dw"]}
+
+
+def test_shared_batchnorm_follows_only_when_every_call_reads_the_same_layer():
+    x = keras.Input((5,))
+    d, e = L.Dense(4, name="d"), L.Dense(4, name="e")
+    shared, same = L.BatchNormalization(name="shared"), L.BatchNormalization(name="same")
+    h1, h2 = d(x), e(x)
+    y = L.Concatenate()([shared(h1), shared(h2), same(L.ReLU()(h1)), same(h1)])
+    model = keras.Model(x, L.Dense(2, name="out")(y))
+    assert graph.batchnorm_followers(model) == {"d": ["same"]}
+
+
+def test_followers_cross_nested_models_and_real_pruning_wrappers():
+    import tfprune
+
+    inner = keras.Sequential([keras.Input((6,)), L.LeakyReLU(), L.BatchNormalization(name="bn")],
+                             name="inner")
+    x = keras.Input((5,))
+    model = keras.Model(x, L.Dense(2, name="out")(inner(L.Dense(6, name="d")(x))))
+    assert graph.batchnorm_followers(model) == {"d": ["bn"]}
+    pruned = tfprune.prune_low_magnitude(model, granularity="unit")
+    assert any(type(l).__name__ == "PruneLowMagnitude" for l in pruned.layers)
+    assert graph.batchnorm_followers(pruned) == {"d": ["bn"]}

@@ -22,18 +22,24 @@ layer keeps its units"), and everything that enters or leaves a layer whose
 channels cannot be followed (Lambda, custom layers, a Reshape that moves the
 channel axis, softmax across units, grouped or channels_first convolutions).
 
-Example:
+Example (runs as is):
 
-```python
-x = keras.Input((8, 8, 3))
-a = keras.layers.Conv2D(4, 3, padding="same", name="a")(x)
-b = keras.layers.Conv2D(4, 3, padding="same", name="b")(a)
-y = keras.layers.Add()([a, b])
-out = keras.layers.Dense(2, name="out")(keras.layers.GlobalAveragePooling2D()(y))
-groups, excluded = tfprune.graph.unit_groups(keras.Model(x, out))
-[[l.name for l in g] for g in groups]   # [['a', 'b'], ['out']]
-excluded                                # {'out': 'model output: the output layer keeps its units'}
-```
+>>> import keras
+>>> x = keras.Input((8, 8, 3))
+>>> a = keras.layers.Conv2D(4, 3, padding="same", name="a")(x)
+>>> b = keras.layers.Conv2D(4, 3, padding="same", name="b")(a)
+>>> y = keras.layers.Add()([a, b])
+>>> pooled = keras.layers.GlobalAveragePooling2D()(y)
+>>> out = keras.layers.Dense(2, name="out")(pooled)
+>>> groups, excluded = tfprune.graph.unit_groups(keras.Model(x, out))
+>>> [[l.name for l in g] for g in groups]
+[['a', 'b'], ['out']]
+>>> excluded
+{'out': 'model output: the output layer keeps its units'}
+
+`batchnorm_followers(model)` lists the BatchNormalization layers that normalize a
+unit-prunable layer's units (unit pruning masks their gamma and beta with the
+layer's units).
 """
 
 import dataclasses
@@ -45,6 +51,7 @@ from tfprune import registry
 
 __all__ = [
     "unit_groups",
+    "batchnorm_followers",
     "trace",
     "classify",
     "ChannelGraph",
@@ -627,3 +634,77 @@ def unit_groups(model):
                 "not reached when tracing the graph (e.g. inside a subclassed model)"
             )
     return groups, excluded
+
+
+def _unit_source(producer_of, ch):
+    """The unit layer whose units `ch`'s positions are, one to one, through
+    channel-wise layers (not through another BatchNormalization); else None."""
+    step = producer_of.get(id(ch))
+    while step is not None and step.kind == "channelwise" and not isinstance(
+            step.layer, _L.BatchNormalization):
+        step = producer_of.get(id(step.inputs[0]))
+    if step is None or step.kind not in ("producer", "depthwise"):
+        return None
+    return step.layer
+
+
+def batchnorm_followers(model):
+    """BatchNormalization layers that normalize a unit-prunable layer's units.
+
+    Unit pruning masks their gamma and beta with the layer's units (like
+    Torch-Pruning removes a BN channel with its conv filter), so a pruned unit
+    then outputs exactly 0 and `shrink` removes it.
+
+    A BatchNormalization `bn` follows layer `p` when `bn` normalizes the last axis
+    and, in every call of `bn`, its input is `p`'s output (any call of `p`: one
+    layer, one unit mask) through channel-wise layers only, as `trace` classifies
+    them: activations other than softmax / log_softmax (`ReLU`, `LeakyReLU`,
+    `ELU`, `Activation("relu")`, ...), dropout and noise (`Dropout`,
+    `SpatialDropout*`, `GaussianNoise`, `GaussianDropout`, `AlphaDropout`),
+    `ActivityRegularization`, `Identity`, pooling, padding, cropping and
+    upsampling. The walk stops at a layer that mixes channels (a softmax, a
+    Concatenate, an Add, a Reshape, ...) and at another BatchNormalization. `p`
+    is a unit-prunable layer (`unit_prunable`: Dense, Conv*, DepthwiseConv*,
+    Embedding, ...).
+
+    Args:
+        model: a built Sequential or functional Keras model (nested models are
+            followed; pruning wrappers are looked through). Raises `ValueError`
+            for a subclassed model, as `trace`.
+
+    Returns:
+        `{layer name: [BatchNormalization layer names]}`, layers and followers in
+        graph order; layers without a follower are not listed.
+
+    Example (runs as is):
+
+    >>> import keras
+    >>> model = keras.Sequential([
+    ...     keras.Input((8, 8, 3)),
+    ...     keras.layers.Conv2D(4, 3, name="conv"),
+    ...     keras.layers.LeakyReLU(),
+    ...     keras.layers.BatchNormalization(name="bn"),
+    ...     keras.layers.Dense(6, activation="relu", name="dense"),
+    ...     keras.layers.Activation("softmax"),
+    ...     keras.layers.BatchNormalization(name="bn_after_softmax"),
+    ... ])
+    >>> tfprune.graph.batchnorm_followers(model)
+    {'conv': ['bn']}
+    """
+    g = trace(model)
+    producer_of = {id(ch): step for step in g.steps for ch in step.outputs}
+    sources = {}  # id(bn) -> (bn, {id(source): source or None})
+    for step in g.steps:
+        if isinstance(step.layer, _L.BatchNormalization):
+            bn, found = sources.setdefault(id(step.layer), (step.layer, {}))
+            source = (_unit_source(producer_of, step.inputs[0])
+                      if step.kind == "channelwise" else None)
+            found[id(source)] = source
+    by_source = {}
+    for bn, found in sources.values():
+        if len(found) == 1 and None not in found.values():
+            (source,) = found.values()
+            by_source.setdefault(id(source), (source, []))[1].append(bn.name)
+    order = {id(step.layer): i for i, step in reversed(list(enumerate(g.steps)))}
+    ranked = sorted(by_source.values(), key=lambda item: order[id(item[0])])
+    return {source.name: names for source, names in ranked}
