@@ -105,15 +105,25 @@ def test_dense_chain_folds_constant_outputs_into_next_bias(rng, activation):
     assert report.skipped == {}
 
 
+def _digits(rng, n=64):
+    """`n` MNIST test digits (784 floats in [0, 1]) from `$TFPRUNE_DATA_DIR` or
+    `../shared/data`; without them, labelled stand-ins with the same statistics
+    that matter here (80% exact zeros, the rest in (0, 1])."""
+    for folder in (os.environ.get("TFPRUNE_DATA_DIR"),
+                   pathlib.Path(__file__).resolve().parents[2] / "shared/data"):
+        path = pathlib.Path(folder or "missing") / "mnist.npz"
+        if path.exists():
+            with np.load(path) as data:
+                return data["x_test"][:n].reshape(n, 784).astype(np.float32) / 255.0, "mnist"
+    x = rng.uniform(0.0, 1.0, (n, 784)).astype(np.float32)
+    x[rng.random(x.shape) < 0.8] = 0.0
+    return x, "stand-in digits (no mnist.npz on this machine)"
+
+
 def test_mlp_without_bias_on_real_mnist_digits(rng):
-    """The seed MLP layout (use_bias=False, relu), checked on real inputs."""
-    path = pathlib.Path(os.environ.get("TFPRUNE_DATA_DIR", "../shared/data")) / "mnist.npz"
-    if not path.exists():
-        path = pathlib.Path(__file__).resolve().parents[2] / "shared/data/mnist.npz"
-    if not path.exists():
-        pytest.skip("mnist.npz not available")
-    with np.load(path) as data:
-        x = data["x_test"][:64].reshape(64, 784).astype(np.float32) / 255.0
+    """The seed MLP layout (use_bias=False, relu), checked on real inputs (or
+    stand-ins with their sparsity where MNIST is missing: never skipped)."""
+    x, source = _digits(rng)
     model = keras.Sequential(
         [keras.Input((784,))]
         + [L.Dense(n, activation="relu", use_bias=False) for n in (64, 32)]
@@ -123,7 +133,7 @@ def test_mlp_without_bias_on_real_mnist_digits(rng):
         kill_units(layer, 0.75, rng)
     small = shrink(model)
     assert [l.units for l in small.layers] == [16, 8, 10]
-    assert max_diff(model, small, x) <= TOL
+    assert max_diff(model, small, x) <= TOL, source
 
 
 def conv_bn_pool_conv(padding):
@@ -503,18 +513,48 @@ def test_verify_accepts_real_inputs(rng):
 
 
 @pytest.mark.parametrize(
-    "kwargs, message",
+    "kwargs, error, message",
     [
-        ({"round_to": 0}, "Argument `round_to` must be an integer >= 1. Received: round_to=0"),
-        ({"round_to": 2.0}, "Argument `round_to` must be an integer >= 1"),
-        ({"verify": "yes"}, "Argument `verify` must be True, False or a batch"),
+        ({"round_to": 0}, ValueError, "Argument `round_to` must be >= 1. Received: round_to=0"),
+        ({"round_to": 2.0}, TypeError, "Argument `round_to` must be an integer. Received: round_to=2.0"),
+        ({"verify": "yes"}, TypeError, "Argument `verify` must be True, False or a batch"),
     ],
     ids=["round_to-0", "round_to-float", "verify-str"],
 )
-def test_bad_arguments_raise(kwargs, message):
+def test_bad_arguments_raise(kwargs, error, message):
     model = keras.Sequential([keras.Input((3,)), L.Dense(2)])
-    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(error, match=message.replace("(", r"\(").replace(")", r"\)")):
         shrink(model, **kwargs)
+
+
+def test_a_non_model_is_a_type_error():
+    with pytest.raises(TypeError, match=r"Argument `model` must be a Keras model. Received: model='x'"):
+        shrink("x")
+
+
+@pytest.mark.parametrize(
+    "layer_name, weight, values, count",
+    [
+        ("d", "kernel", [np.nan], "1 of 48"),
+        ("d", "bias", [np.inf, -np.inf], "2 of 8"),
+        ("bn", "moving_variance", [np.nan], "1 of 8"),
+    ],
+    ids=["nan-kernel", "inf-bias", "nan-bn-statistic"],
+)
+def test_non_finite_weights_are_an_error_naming_layer_weight_and_count(rng, layer_name, weight,
+                                                                       values, count):
+    """Not "outputs differ by nan ... please report this": a clear refusal first."""
+    model = keras.Sequential([keras.Input((6,)), L.Dense(8, name="d"),
+                              L.BatchNormalization(name="bn"), L.Dense(2, name="out")])
+    kill_units(model.get_layer("d"), 0.5, rng)
+    var = next(v for v in model.get_layer(layer_name).weights if v.name == weight)
+    w = var.numpy().reshape(-1)
+    w[: len(values)] = values
+    var.assign(w.reshape(var.shape))
+    with pytest.raises(ValueError, match=rf"must have finite weights to be shrunk. Received: "
+                                         rf"model='{model.name}' \(layer '{layer_name}', weight "
+                                         rf"'{weight}': {count} values are NaN or inf\)"):
+        shrink(model)
 
 
 def test_pruned_wrapped_model_is_stripped_then_shrunk(rng):

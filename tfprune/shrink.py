@@ -23,21 +23,26 @@ How it stays exact:
 - At the end, the shrunk model is run on a batch next to the input model and
   `shrink` raises if `max|out - ref| > 1e-4 · max(1, max|ref|)`.
 
-Example:
+Example (runs as is):
 
-```python
-model = keras.Sequential([
-    keras.Input((784,)),
-    keras.layers.Dense(300, activation="relu"),
-    keras.layers.Dense(10),
-])
-kernel, bias = model.layers[0].get_weights()
-keep = tfprune.masks.select_np([tfprune.masks.unit_scores_np(kernel, (300,))], 0.5)[0]
-model.layers[0].set_weights([kernel * keep, bias * keep])   # half the units dead
-small, report = tfprune.shrink(model, round_to=8, return_report=True)
-small.layers[0].units                                       # 152 (150 rounded up to 8)
-print(report)
-```
+>>> import keras
+>>> model = keras.Sequential([
+...     keras.Input((784,)),
+...     keras.layers.Dense(300, activation="relu", name="hidden"),
+...     keras.layers.Dense(10, name="out"),
+... ])
+>>> kernel, bias = model.get_layer("hidden").get_weights()
+>>> keep = tfprune.masks.select_np([tfprune.masks.unit_scores_np(kernel, (300,))], 0.5)[0]
+>>> model.get_layer("hidden").set_weights([kernel * keep, bias * keep])  # half the units dead
+>>> small, report = tfprune.shrink(model, round_to=8, return_report=True)
+>>> small.get_layer("hidden").units                                      # 150 rounded up to 8
+152
+>>> report.params_before, report.params_after
+(238510, 120850)
+
+Refused: a non-model (`TypeError`), and NaN or inf in any weight (`ValueError`
+naming the layer, the weight and how many values): dead units are told by their
+zeros and constants folded by arithmetic, which a NaN does not survive.
 """
 
 import dataclasses
@@ -598,13 +603,30 @@ def _stripped(model):
 
 def _check_args(model, verify):
     if not isinstance(model, keras.Model):
-        raise ValueError(f"Argument `model` must be a Keras model. Received: model={model!r}")
+        raise TypeError(f"Argument `model` must be a Keras model. Received: model={model!r}")
     if verify is True or verify is False or isinstance(verify, (np.ndarray, list, tuple, dict)):
         return
-    raise ValueError(
+    raise TypeError(
         "Argument `verify` must be True, False or a batch of model inputs. "
         f"Received: verify={verify!r}"
     )
+
+
+def _check_finite(model, source):
+    """Refuse NaN / inf in any weight: a dead unit is told by zeros, a constant is
+    folded by arithmetic and outputs are compared, none of which a NaN survives."""
+    for layer in graph.leaf_layers(source):
+        for v in layer.weights:
+            w = keras.ops.convert_to_numpy(v.value)
+            if not np.issubdtype(w.dtype, np.floating):
+                continue
+            bad = w.size - int(np.count_nonzero(np.isfinite(w)))
+            if bad:
+                raise ValueError(
+                    "Argument `model` must have finite weights to be shrunk. Received: "
+                    f"model={model.name!r} (layer {layer.name!r}, weight {v.name!r}: {bad} "
+                    f"of {w.size} values are NaN or inf)"
+                )
 
 
 def shrink(model, round_to=1, return_report=False, verify=True):
@@ -630,6 +652,12 @@ def shrink(model, round_to=1, return_report=False, verify=True):
         `(model, ShrinkReport)` with `return_report=True`. Layers that keep dead
         units are also reported with a `UserWarning`.
 
+    Raises:
+        TypeError: `model` is not a Keras model, `verify` not a bool or a batch.
+        ValueError: a bad `round_to`; NaN or inf in a weight of the model (the
+            message names the layer, the weight and the count).
+        RuntimeError: the verification failed (outputs differ).
+
     Example:
 
     ```python
@@ -641,6 +669,7 @@ def shrink(model, round_to=1, return_report=False, verify=True):
     round_to = masks.check_round_to(round_to)
     _check_args(model, verify)
     source = _stripped(model)
+    _check_finite(model, source)
     g = graph.trace(source)
     const, notes = _constants(g)
     removed, reasons = _decide(g, const, notes)
