@@ -77,10 +77,16 @@ def _read_only(path):
 
 def check_writable(path, shown=None):
     """Refuse a read-only file or folder (`PermissionError` naming `shown`, default
-    `path`) before anything is written. Read-only is the OS's answer
-    (`os.access`) or, also for root, no write permission bit at all."""
+    `path`), or a missing folder (`FileNotFoundError`), before anything is written.
+    Read-only is the OS's answer (`os.access`) or, also for root, no write
+    permission bit at all."""
     shown = path if shown is None else shown
     folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(
+            f"Argument `path` must be in an existing folder. Received: path={shown!r} "
+            f"(no folder {folder!r})"
+        )
     if os.path.exists(path) and _read_only(path):
         raise PermissionError(
             f"Argument `path` must be a writable file. Received: path={shown!r} "
@@ -173,6 +179,7 @@ def lock(path, timeout=0.0, shown=None):
     (0: not at all), then raises `BlockingIOError` naming `shown` (default `path`)
     and the holder's PID. The lock file is removed on release.
     """
+    path = os.fspath(path)
     shown = path if shown is None else shown
     lock_file = _lock_path(path)
     deadline = time.monotonic() + timeout
@@ -270,7 +277,7 @@ def write_file(path, write, backup=False, timeout=0.0):
     """Create or replace `path` atomically with what `write(tmp)` writes to `tmp`.
 
     Args:
-        path: the file to write (a symlink: its target is written).
+        path: the file to write, str or path-like (a symlink: its target is written).
         write: `write(tmp) -> result`; `tmp` is an existing empty file beside the
             target, to fill (or replace) with the new content.
         backup: keep the old file as `path + ".orig"` (refused if it exists; the
@@ -285,6 +292,7 @@ def write_file(path, write, backup=False, timeout=0.0):
         exists; BlockingIOError: another writer holds the path. Nothing is written
         then; if `write` raises, the temp file is removed and the path untouched.
     """
+    path = os.fspath(path)
     target = os.path.realpath(path)  # rewrite a symlink's target, not the link
     check_writable(target, path)
     with lock(target, timeout, shown=path):
