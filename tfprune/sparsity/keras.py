@@ -46,6 +46,7 @@ _FROM_TFPRUNE = (
     "PruningPolicy",
     "PruneForLatencyOnXNNPack",
     "collect_prunable_layers",
+    "check_m_by_n",
     "is_pruned_m_by_n",
 )
 
