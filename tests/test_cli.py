@@ -2,6 +2,7 @@
 
 import argparse
 import os
+import pathlib
 import subprocess
 import sys
 
@@ -235,3 +236,25 @@ def test_a_user_error_after_tensorflow_is_imported_is_exactly_one_line(tmp_path)
         assert out.returncode == 2
         assert out.stderr.count("\n") == 1, out.stderr
         assert out.stderr.startswith("tfprune prune-h5: error:") and "missing.keras" in out.stderr
+
+
+README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
+
+
+def _readme_section(title):
+    text = README.read_text()
+    start = text.index(f"## {title}")
+    end = text.find("\n## ", start + 3)
+    return text[start:end if end > 0 else None]
+
+
+def test_readme_synopsis_lists_every_command_and_option():
+    section = _readme_section("Command line")
+    _, commands = _subparsers()
+    for name, sub in commands.items():
+        assert f"tfprune {name} " in section, name
+        for action in sub._actions:
+            for option in action.option_strings:
+                if option.startswith("--") and option != "--help":
+                    assert option in section, f"README synopsis lacks {name} {option}"
+    assert "--version" in section

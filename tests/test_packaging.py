@@ -7,6 +7,7 @@ this suite from a copy of the project without `tfprune/`, with
 
 import os
 import pathlib
+import re
 import subprocess
 import sys
 import zipfile
@@ -71,3 +72,18 @@ def test_a_wheel_built_from_the_tree_holds_every_package_file_and_no_stale_one(t
     assert not [n for n in shipped if n.endswith((".pyc", ".pyo")) or "__pycache__" in n]
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "tfprune = tfprune.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
+
+
+@pytest.mark.skipif(not (SOURCE / "tfprune").is_dir(), reason="needs the source tree")
+def test_readme_layout_names_every_module_and_package():
+    text = (HERE / "README.md").read_text()
+    layout = text[text.index("## Layout"):]
+    root = SOURCE / "tfprune"
+    entries = [p.name + ("/" if p.is_dir() else "") for p in root.iterdir()
+               if (p.suffix == ".py" or (p / "__init__.py").exists())]
+    assert entries
+    missing = sorted(e for e in entries if f"  {e}" not in layout)
+    assert not missing, f"README layout lacks {missing}"
+    listed = re.findall(r"^  (\w+(?:\.py|/))", layout, re.M)
+    gone = sorted(e for e in listed if e not in entries)
+    assert not gone, f"README layout lists what the tree lacks: {gone}"
