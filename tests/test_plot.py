@@ -106,3 +106,13 @@ def test_bad_arguments():
 def test_the_plot_method_of_a_result_picks_the_kind(tmp_path):
     assert len(SweepResult(sweep_records()).plot().axes) == 1
     assert len(SweepResult(sensitivity_records(), "sensitivity").plot().axes) == 2
+
+
+def test_curves_draw_into_a_given_axes(tmp_path):
+    from matplotlib.figure import Figure
+
+    fig = Figure()
+    left, right = fig.subplots(1, 2)
+    assert plot.curves(sweep_records(), ax=right, path=tmp_path / "p.png") is fig
+    assert right.get_legend() is not None and left.get_legend() is None
+    assert (tmp_path / "p.png").stat().st_size > 0

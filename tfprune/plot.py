@@ -108,8 +108,12 @@ def _curve_label(g, m, ft, n):
     return f"{g}, {m}, {how}{seeds}"
 
 
-def curves(result, metric=None, x="sparsity", path=None, title=None, figsize=(7.5, 4.8)):
-    """Degradation curves of a sweep (see the module doc); returns the Figure."""
+def curves(result, metric=None, x="sparsity", path=None, title=None, figsize=(7.5, 4.8),
+           ax=None):
+    """Degradation curves of a sweep (see the module doc); returns the Figure.
+
+    `ax`: draw into this matplotlib Axes (e.g. one panel of a larger figure)
+    instead of a new figure."""
     from matplotlib.ticker import PercentFormatter
 
     res = _result(result)
@@ -119,7 +123,10 @@ def curves(result, metric=None, x="sparsity", path=None, title=None, figsize=(7.
     path = _check_path(path)
     field, xlabel = X_AXES[x]
     dense = res.dense
-    fig, (ax,) = _figure(figsize=figsize)
+    if ax is None:
+        fig, (ax,) = _figure(figsize=figsize)
+    else:
+        fig = ax.figure
     left_out = []
     for (g, m, ft), points in res.curves().items():
         if x == "flops" and g != "unit":
