@@ -263,7 +263,15 @@ def load_cifar10(path=None, fallback=None, download=True):
 
 def pad_mnist_to_32x32x3(x):
     """MNIST images `(n, 28, 28)` padded with 2 zero pixels on each side and
-    repeated over 3 channels: `(n, 32, 32, 3)`, same dtype."""
+    repeated over 3 channels: `(n, 32, 32, 3)`, same dtype.
+
+    Example:
+
+    >>> import numpy as np
+    >>> x = tfprune.datasets.pad_mnist_to_32x32x3(np.full((5, 28, 28), 7, np.uint8))
+    >>> x.shape, x.dtype, int(x[0, 0, 0, 0]), int(x[0, 2, 2, 2])
+    ((5, 32, 32, 3), dtype('uint8'), 0, 7)
+    """
     x = np.asarray(x)
     if x.ndim != 3 or x.shape[1:] != (28, 28):
         raise ValueError(f"Expected MNIST images of shape (n, 28, 28). Received: shape={x.shape}")
