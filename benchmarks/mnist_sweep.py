@@ -25,7 +25,9 @@ model = 37 evaluations, with sizes) against the sum of 37 plain `model.evaluate`
 calls on the same test set and batch size, in this process, alternated; target
 <= 1.3x. Also with `sizes=False` (no gzip / shrink per level).
 
-Writes benchmarks/results/mnist_sweep.{csv,json,png}.
+Writes benchmarks/results/mnist_sweep.{csv,json,png}. Trained models, the sweeps'
+records (`out=` folders) and the speed rounds are kept in `--work-dir`, so a rerun
+after an interruption resumes where it stopped.
 
 Run:  TFPRUNE_DATA_DIR=/work/shared/data .venv/bin/python benchmarks/mnist_sweep.py
       (--quick: a smoke run on 5000 images, writes nothing unless --output-dir)
@@ -71,14 +73,30 @@ def load(samples=None):
     return (x_train, y_train), (x_test, y_test)
 
 
-def train(seed, data, epochs):
+def check_one_source():
+    """Every tfprune module loaded comes from the same folder (a snapshot on
+    PYTHONPATH must not fall back to the editable checkout for a missing file)."""
+    root = pathlib.Path(tfprune.__file__).resolve().parent
+    strays = [name for name, m in sys.modules.items() if name.startswith("tfprune.")
+              and getattr(m, "__file__", None)
+              and root not in pathlib.Path(m.__file__).resolve().parents]
+    if strays:
+        raise SystemExit(f"tfprune modules loaded from outside {root}: {strays}")
+
+
+def train(seed, data, epochs, work):
+    path = work / f"seed_mlp_seed{seed}_{epochs}ep_{len(data[1])}.keras"
+    if path.exists():
+        return keras.models.load_model(path), 0.0
     keras.utils.set_random_seed(seed)
     model = seed_mlp()
     model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy",
                   metrics=["accuracy"])
     t0 = time.perf_counter()
     model.fit(*data, batch_size=128, epochs=epochs, verbose=0)
-    return model, time.perf_counter() - t0
+    secs = time.perf_counter() - t0
+    model.save(path)
+    return model, secs
 
 
 def sweep_speed(model, test, repeats):
@@ -164,6 +182,9 @@ def main():
     p.add_argument("--speed-repeats", type=int, default=3,
                    help="rounds of the sweep-speed measurement, 0 to skip (default 3)")
     p.add_argument("--quick", action="store_true", help="smoke run: 5000 images, 1 seed")
+    p.add_argument("--work-dir", default="/tmp/tfprune_mnist_sweep_work",
+                   help="trained models, sweep records and speed rounds, for resuming "
+                        "(default /tmp/tfprune_mnist_sweep_work)")
     p.add_argument("--output-dir", default=None,
                    help="where to write mnist_sweep.* (default benchmarks/results; "
                         "--quick writes nothing unless given)")
@@ -175,6 +196,9 @@ def main():
         args.epochs, args.finetune_epochs = min(args.epochs, 1), min(args.finetune_epochs, 1)
         args.speed_repeats = min(args.speed_repeats, 1)
     out = pathlib.Path(args.output_dir) if args.output_dir else (None if args.quick else RESULTS)
+    work = pathlib.Path(args.work_dir) / ("quick" if args.quick else "full")
+    work.mkdir(parents=True, exist_ok=True)
+    check_one_source()
     train_data, test = load(samples)
     log(f"MNIST {len(train_data[1])} train / {len(test[1])} test; seeds {seeds}; "
         f"{args.epochs} dense epochs; fine-tune {args.finetune_epochs} epochs; "
@@ -182,14 +206,22 @@ def main():
     t_start = time.perf_counter()
     results, speed, timings = [], None, {}
     for seed in seeds:
-        model, secs = train(seed, train_data, args.epochs)
+        model, secs = train(seed, train_data, args.epochs, work)
         timings[f"train_{seed}"] = secs
-        log(f"seed {seed}: trained in {secs:.0f} s")
+        log(f"seed {seed}: trained in {secs:.0f} s" if secs else f"seed {seed}: trained model "
+            f"loaded from {work}")
+        speed_file = work / f"speed_{args.speed_repeats}.json"
         if speed is None and args.speed_repeats:
-            speed = sweep_speed(model, test, args.speed_repeats)
+            if speed_file.exists():
+                speed = json.loads(speed_file.read_text())
+                log(f"  speed rounds loaded from {speed_file}")
+            else:
+                speed = sweep_speed(model, test, args.speed_repeats)
+                speed_file.write_text(json.dumps(speed, indent=1))
         t0 = time.perf_counter()
         one_shot = tfprune.sweep.run(model, test, sparsities=LEVELS, seeds=(seed,),
-                                     batch_size=BATCH, progress=False)
+                                     batch_size=BATCH, progress=False,
+                                     out=work / f"seed{seed}_oneshot")
         timings[f"one_shot_{seed}"] = time.perf_counter() - t0
         log(f"seed {seed}: one-shot sweep in {timings[f'one_shot_{seed}']:.0f} s, dense "
             f"accuracy {one_shot.dense['accuracy']:.4f}")
@@ -200,7 +232,8 @@ def main():
                 model, test, sparsities=LEVELS, granularities=("weight",),
                 methods=("magnitude",), seeds=(seed,), batch_size=BATCH, progress=False,
                 sizes=True, finetune=dict(epochs=args.finetune_epochs, train_data=train_data,
-                                          batch_size=128))
+                                          batch_size=128),
+                out=work / f"seed{seed}_finetuned_{args.finetune_epochs}ep")
             timings[f"finetune_{seed}"] = time.perf_counter() - t0
             log(f"seed {seed}: fine-tuned curve in {timings[f'finetune_{seed}']:.0f} s")
             results.append(tfprune.sweep.SweepResult(
