@@ -1,3 +1,5 @@
+import re
+
 import keras
 import numpy as np
 import pytest
@@ -145,8 +147,32 @@ def test_nothing_prunable_is_a_clear_error(to_prune):
 
 
 def test_bad_to_prune_is_a_clear_error():
-    with pytest.raises(ValueError, match="Received: to_prune=42"):
+    with pytest.raises(TypeError, match="Received: to_prune=42"):
         tfprune.prune_low_magnitude(42)
+
+
+@pytest.mark.parametrize("kwargs,error,message", [
+    ({"block_size": 4}, TypeError, "Received: block_size=4"),
+    ({"block_size": (1, 4), "granularity": "unit"}, ValueError, "granularity='weight'"),
+    ({"sparsity_m_by_n": (2, 4), "block_size": (1, 4)}, ValueError, "cannot be combined"),
+    ({"sparsity_m_by_n": 2}, TypeError, "Received: sparsity_m_by_n=2"),
+    ({"round_to": 8}, ValueError, "Received: round_to=8, granularity='weight'"),
+    ({"pruning_policy": "xnnpack"}, TypeError, "Received: pruning_policy='xnnpack'"),
+], ids=["block-type", "block-unit", "block-m_by_n", "m_by_n-type", "round_to-weight", "policy"])
+def test_bad_structured_options_are_clear_errors(kwargs, error, message):
+    with pytest.raises(error, match=re.escape(message)):
+        tfprune.prune_low_magnitude(sequential(), **kwargs)
+
+
+def test_re_pruning_with_other_settings_raises_and_same_settings_keep_the_wrappers():
+    pruned = tfprune.prune_low_magnitude(sequential(), every_step(0.5))
+    with pytest.raises(ValueError, match="strip_pruning"):
+        tfprune.prune_low_magnitude(pruned, every_step(0.9))
+    with pytest.raises(ValueError, match="granularity"):
+        tfprune.prune_low_magnitude(pruned, every_step(0.5), granularity="unit")
+    again = tfprune.prune_low_magnitude(pruned, every_step(0.5))
+    assert not any(isinstance(w.layer, tfprune.PruneLowMagnitude)
+                   for w in again.layers if isinstance(w, tfprune.PruneLowMagnitude))
 
 
 def test_global_scope_ranks_all_layers_together():

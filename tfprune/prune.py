@@ -12,6 +12,7 @@ import warnings
 
 import keras
 
+from tfprune import graph
 from tfprune import masks as masks_lib
 from tfprune import registry
 from tfprune import schedules
@@ -22,7 +23,7 @@ from tfprune.wrappers import (
     link_groups,
 )
 
-__all__ = ["prune_low_magnitude", "strip_pruning"]
+__all__ = ["prune_low_magnitude", "strip_pruning", "collect_prunable_layers"]
 
 logger = logging.getLogger("tfprune")
 
@@ -68,6 +69,9 @@ def _copy_from(layer):
     def copy(new):
         if layer.weights:
             new.set_weights(layer.get_weights())
+        if isinstance(layer, PruneLowMagnitude):  # masks and steps are not weights
+            for mine, theirs in zip(new.pruning_variables, layer.pruning_variables):
+                mine.assign(theirs)
 
     return copy
 
@@ -87,59 +91,11 @@ def _output_layers(model):
     return names
 
 
-_PASS_THROUGH = (
-    keras.layers.ReLU, keras.layers.Activation, keras.layers.Dropout,
-    keras.layers.SpatialDropout1D, keras.layers.SpatialDropout2D, keras.layers.SpatialDropout3D,
-    keras.layers.GaussianNoise, keras.layers.Identity,
-)
-
-
-def _batchnorm_followers(model):
-    """`{layer name: [BatchNormalization names]}`: BNs over a unit-prunable layer's
-    units (its output, possibly through activations/dropout), on the last axis.
-
-    Unit pruning masks their gamma and beta with the layer's units, like
-    Torch-Pruning removes a BN channel with its conv filter.
-    """
-    followers = {}
-    for layer in model._flatten_layers(include_self=False, recursive=True):
-        spec = registry.get_spec(layer)
-        if spec is None or spec.unit_kernel is None or len(layer._inbound_nodes) != 1:
-            continue
-        names, frontier = [], [layer]
-        while frontier:
-            op = frontier.pop()
-            for node in op._outbound_nodes:
-                nxt = node.operation
-                if len(nxt._inbound_nodes) != 1:
-                    continue
-                if isinstance(nxt, keras.layers.BatchNormalization) and _last_axis(nxt):
-                    names.append(nxt.name)
-                elif isinstance(nxt, _PASS_THROUGH) and getattr(nxt, "activation", None) not in (
-                        "softmax", "log_softmax"):
-                    frontier.append(nxt)
-        if names:
-            followers[layer.name] = names
-    return followers
-
-
-def _last_axis(bn):
-    axis = bn.axis[0] if isinstance(bn.axis, (list, tuple)) else bn.axis
-    rank = len(bn.input.shape) if hasattr(bn, "input") else None
-    return axis == -1 or (rank is not None and axis == rank - 1)
-
-
 def _unit_plan(model):
     """For unit pruning of a graph model: (excluded {name: reason}, unit_group by name).
 
-    Uses `tfprune.graph.unit_groups` (coupled units share a mask) when available,
-    else only keeps the output layers' units.
+    Coupled units share a mask (`tfprune.graph.unit_groups`).
     """
-    try:
-        from tfprune import graph
-    except ImportError:
-        excluded = {n: "produces a model output" for n in _output_layers(model)}
-        return excluded, {}
     groups, excluded = graph.unit_groups(model)
     unit_group = {}
     for members in groups:
@@ -153,32 +109,58 @@ def _unit_plan(model):
 def prune_low_magnitude(
     to_prune,
     pruning_schedule=None,
+    block_size=(1, 1),
+    block_pooling_type="AVG",
+    pruning_policy=None,
+    sparsity_m_by_n=None,
+    *,
     granularity="weight",
     scope="layer",
     round_to=1,
+    **kwargs,
 ):
     """Wrap the prunable layers of a layer, list of layers or model for pruning.
+
+    The first six arguments are tfmot's, in tfmot's order and meaning, so tfmot code
+    runs with only the import changed.
 
     Args:
         to_prune: a Keras layer, a list of layers, or a model (Sequential,
             functional, nested, or subclassed).
-        pruning_schedule: `tfprune.ConstantSparsity` or `tfprune.PolynomialDecay`;
-            default `ConstantSparsity(0.5, begin_step=0)` as in tfmot.
-        granularity: "weight" ranks single weights by |w|; "unit" ranks output units
-            (Dense columns, conv filters) by the L2 norm of their incoming weights
-            and zeroes whole units, biases included.
+        pruning_schedule: `tfprune.ConstantSparsity`, `tfprune.PolynomialDecay` or
+            a `PruningSchedule` subclass; default `ConstantSparsity(0.5, begin_step=0)`
+            as in tfmot.
+        block_size: `(rows, cols)` of the blocks a rank-2 kernel (Dense) is pruned
+            in, whole blocks kept or zeroed (tfmot's meaning: rows and columns of
+            the Keras kernel `(in, out)`). `(1, 1)`: single weights.
+        block_pooling_type: "AVG" or "MAX": how a block is scored from its |w|.
+        pruning_policy: a `tfprune.PruningPolicy` (e.g.
+            `tfprune.PruneForLatencyOnXNNPack()`) choosing which layers to wrap and
+            checking the model first.
+        sparsity_m_by_n: `(m, n)`: at least `m` zeros in every `n` consecutive
+            weights along each kernel's input axis (tfmot's meaning; (2, 4) is the
+            2:4 pattern). The mask is set at training step 1 and kept; the schedule
+            is not used.
+        granularity: "weight" ranks single weights (or blocks) by |w|; "unit" ranks
+            output units (Dense columns, conv filters) by the L2 norm of their
+            incoming weights and zeroes whole units, biases included.
         scope: "layer" ranks each weight tensor (or layer's units) on its own;
             "global" ranks all pruned layers together (units are compared by the
             mean square of their incoming weights, so different fan-ins compare
             fairly; every layer keeps at least one weight / `round_to` units).
         round_to: with `granularity="unit"`, keep unit counts a multiple of this.
+        **kwargs: passed to the wrapper when `to_prune` is a layer (`input_shape=`,
+            `name=`, ...), as in tfmot.
 
     Returns:
-        A wrapper, list, or pruned model. Unsupported layers are left as they are;
-        a model with nothing to prune is an error. With `granularity="unit"`,
-        the model's output layers keep their units, coupled layers (a residual
-        `Add`) share one unit mask, and layers whose units cannot be removed are
-        left unpruned (see `tfprune.graph.unit_groups`).
+        A wrapper, list, or pruned model. Layers that cannot be pruned are left as
+        they are (a built-in layer without prunable weights, such as `Dropout`,
+        is returned unchanged, as tfmot wraps it as a no-op); a model with
+        nothing to prune is an error. With `granularity="unit"`, the model's
+        output layers keep their units, coupled layers (a residual `Add`) share
+        one unit mask, and layers whose units cannot be removed are left unpruned
+        (see `tfprune.graph.unit_groups`). An already-pruned model is an error
+        (strip it first).
 
     Train with `tfprune.callbacks.UpdatePruningStep()` in the callbacks.
 
@@ -192,29 +174,49 @@ def prune_low_magnitude(
     >>> [type(l).__name__ for l in pruned.layers]
     ['PruneLowMagnitude', 'PruneLowMagnitude']
     """
+    explicit_schedule = pruning_schedule is not None
     if pruning_schedule is None:
         pruning_schedule = schedules.ConstantSparsity(0.5, begin_step=0)
     schedules.check_schedule(pruning_schedule)
     check_granularity(granularity)
     masks_lib.check_scope(scope)
     masks_lib.check_round_to(round_to)
+    block_size = _check_block_size(block_size)
+    if block_size != (1, 1):
+        masks_lib.Block(block_size, block_pooling_type)
+    if sparsity_m_by_n is not None:
+        pattern = masks_lib.MByN(*_pair(sparsity_m_by_n))
+        sparsity_m_by_n = (pattern.m, pattern.n)
+    _check_combination(granularity, round_to, block_size, sparsity_m_by_n, explicit_schedule)
+    if pruning_policy is not None and not callable(getattr(pruning_policy, "allow_pruning", None)):
+        raise TypeError(
+            "Argument `pruning_policy` must be a `tfprune.PruningPolicy` (e.g. "
+            f"PruneForLatencyOnXNNPack()). Received: pruning_policy={pruning_policy!r}")
     options = dict(
         pruning_schedule=pruning_schedule,
         granularity=granularity,
         scope=scope,
         round_to=round_to,
         group=GLOBAL_GROUP if scope == "global" else None,
+        block_size=block_size,
+        block_pooling_type=block_pooling_type,
+        sparsity_m_by_n=sparsity_m_by_n,
+        policy=pruning_policy,
     )
 
     if isinstance(to_prune, (list, tuple)):
+        _refuse_pruned(to_prune, options)
         out = [
-            _wrap(layer, options, {}) if _prunable(layer, granularity) else layer
+            _wrap(layer, options, {}) if _prunable(layer, options) else layer
             for layer in to_prune
         ]
         _require_some(out, to_prune)
         link_groups([w for w in out if isinstance(w, PruneLowMagnitude)])
         return out
     if isinstance(to_prune, keras.Model):
+        _refuse_pruned(to_prune, options)
+        if pruning_policy is not None:
+            pruning_policy.ensure_model_supports_pruning(to_prune)
         if _is_graph_model(to_prune):
             pruned = _prune_graph_model(to_prune, options)
         else:
@@ -224,26 +226,113 @@ def prune_low_magnitude(
         link_groups(wrappers, pruned)
         return pruned
     if isinstance(to_prune, keras.layers.Layer):
-        wrapper = _wrap(to_prune, options, {})
+        _refuse_pruned(to_prune, options)
+        if isinstance(to_prune, PruneLowMagnitude):
+            return to_prune
+        if registry.get_spec(to_prune) is None and _is_builtin(to_prune):
+            logger.info("tfprune: layer %s has no prunable weights; left as it is",
+                        to_prune.name)
+            return to_prune
+        if pruning_policy is not None and not pruning_policy.allow_pruning(to_prune):
+            return to_prune
+        wrapper = _wrap(to_prune, options, {}, **kwargs)
         link_groups([wrapper])
         return wrapper
-    raise ValueError(
+    raise TypeError(
         "Argument `to_prune` must be a Keras layer, a list of layers or a Keras "
         f"model. Received: to_prune={to_prune!r}"
     )
 
 
-def _prunable(layer, granularity):
+def collect_prunable_layers(model):
+    """Every `PruneLowMagnitude` layer of `model` (nested models included), in
+    model order (tfmot's `collect_prunable_layers`)."""
+    return collect_wrappers(model)
+
+
+def _pair(value):
+    if not isinstance(value, (tuple, list)) or len(value) != 2:
+        raise TypeError(
+            f"Argument `sparsity_m_by_n` must be a tuple of 2 integers. "
+            f"Received: sparsity_m_by_n={value!r}")
+    return tuple(value)
+
+
+def _check_block_size(block_size):
+    if not isinstance(block_size, (tuple, list)) or len(block_size) != 2:
+        raise TypeError(
+            "Argument `block_size` must be a tuple of 2 integers. "
+            f"Received: block_size={block_size!r}")
+    return tuple(masks_lib.check_int(v, "block_size", 1) for v in block_size)
+
+
+def _check_combination(granularity, round_to, block_size, m_by_n, explicit_schedule):
+    if round_to != 1 and granularity != "unit":
+        raise ValueError(
+            "Argument `round_to` rounds unit counts and needs granularity='unit'. "
+            f"Received: round_to={round_to}, granularity={granularity!r}")
+    if (block_size != (1, 1) or m_by_n is not None) and granularity != "weight":
+        raise ValueError(
+            "Arguments `block_size` / `sparsity_m_by_n` shape weight masks and need "
+            f"granularity='weight'. Received: granularity={granularity!r}")
+    if block_size != (1, 1) and m_by_n is not None:
+        raise ValueError(
+            "Arguments `block_size` and `sparsity_m_by_n` cannot be combined. "
+            f"Received: block_size={block_size}, sparsity_m_by_n={m_by_n}")
+    if m_by_n is not None and explicit_schedule:
+        warnings.warn(
+            f"tfprune: with sparsity_m_by_n={m_by_n} the m:n mask is set at step 1 and "
+            "kept (as in tfmot); the pruning_schedule's sparsity is not used.", stacklevel=3)
+
+
+# Keras modules whose layers never hold prunable weights (pooling, dropout, reshaping,
+# activations, normalization, merging, ...): wrapping one is a no-op, as in tfmot.
+_NO_PRUNABLE_WEIGHTS = tuple(f"keras.src.layers.{m}." for m in (
+    "pooling", "regularization", "reshaping", "activations", "normalization", "merging",
+    "preprocessing", "core.identity", "core.input_layer", "core.masking"))
+
+
+def _is_builtin(layer):
+    return type(layer).__module__.startswith(_NO_PRUNABLE_WEIGHTS)
+
+
+_SETTINGS = ("pruning_schedule", "granularity", "scope", "round_to", "block_size",
+             "block_pooling_type", "sparsity_m_by_n")
+
+
+def _refuse_pruned(to_prune, options):
+    """Raise if `to_prune` holds pruning wrappers with other settings than
+    `options` (re-wrapping would keep theirs silently); wrappers with the same
+    settings are kept as they are, as in tfmot."""
+    items = to_prune if isinstance(to_prune, (list, tuple)) else [to_prune]
+    found = [w for item in items for w in collect_wrappers(item)
+             if any(getattr(w, k) != options[k] for k in _SETTINGS)]
+    if found:
+        names = [w.name for w in found]
+        differ = [k for k in _SETTINGS if getattr(found[0], k) != options[k]]
+        raise ValueError(
+            f"Layers {names[:5]}{' ...' if len(names) > 5 else ''} are already pruned with "
+            f"other settings ({', '.join(differ)}), which would be kept silently. Call "
+            "`tfprune.strip_pruning(model)` first (the stripped weights keep their zeros), "
+            "then prune again with the new settings."
+        )
+
+
+def _prunable(layer, options):
     if isinstance(layer, PruneLowMagnitude):
         return False
     spec = registry.get_spec(layer)
     if spec is None:
         return False
-    return granularity == "weight" or spec.unit_kernel is not None
+    policy = options.get("policy")
+    if policy is not None and not policy.allow_pruning(layer):
+        return False
+    return options["granularity"] == "weight" or spec.unit_kernel is not None
 
 
-def _wrap(layer, options, unit_group, copy=False):
-    opts = dict(options, unit_group=unit_group.get(layer.name))
+def _wrap(layer, options, unit_group, copy=False, **kwargs):
+    opts = {k: v for k, v in options.items() if k != "policy"}
+    opts.update(unit_group=unit_group.get(layer.name), **kwargs)
     inner = _fresh_copy(layer) if copy else layer
     return PruneLowMagnitude(inner, **opts)
 
@@ -255,8 +344,9 @@ def _require_some(result, original):
         raise ValueError(
             "Nothing to prune: no layer of the input is prunable with these settings "
             "(prunable: Dense, EinsumDense, Conv*, SeparableConv*, DepthwiseConv*, "
-            "Embedding, SimpleRNN/LSTM/GRU, MultiHeadAttention, tfprune.PrunableLayer; "
-            "granularity='unit' needs layers with output units). "
+            "Embedding, SimpleRNN/LSTM/GRU/RNN, MultiHeadAttention, tfprune.PrunableLayer; "
+            "granularity='unit' needs layers with output units; a pruning_policy may "
+            "exclude layers). "
             f"Received: to_prune={getattr(original, 'name', original)!r}"
         )
 
@@ -265,29 +355,31 @@ def _prune_graph_model(model, options):
     excluded, unit_group, followers = {}, {}, {}
     if options["granularity"] == "unit":
         excluded, unit_group = _unit_plan(model)
-        followers = _batchnorm_followers(model)
+        followers = graph.batchnorm_followers(model)
         for name, reason in excluded.items():
             logger.info("tfprune: layer %s keeps its units: %s", name, reason)
     skipped = []
 
     def clone_layer(layer):
-        if _prunable(layer, options["granularity"]) and layer.name not in excluded:
+        if _prunable(layer, options) and layer.name not in excluded:
             inner = _fresh_copy(layer)
             coupled = unit_group.get(layer.name)
+            opts = {k: v for k, v in options.items() if k != "policy"}
             wrapper = PruneLowMagnitude(
                 inner,
-                **dict(options, unit_group=coupled, group=options["group"] or coupled,
+                **dict(opts, unit_group=coupled, group=options["group"] or coupled,
                        followers=followers.get(layer.name)),
             )
             return wrapper, lambda new: _copy_from(layer)(new.layer)
-        if registry.get_spec(layer) is not None and not isinstance(layer, PruneLowMagnitude):
+        if (registry.get_spec(layer) is not None and not isinstance(layer, PruneLowMagnitude)
+                and (options["policy"] is None or options["policy"].allow_pruning(layer))):
             skipped.append(layer.name)
         return _fresh_copy(layer), _copy_from(layer)
 
     pruned = _clone_graph_model(model, clone_layer)
     # The output layers keep their units by design; say so only for the others.
     surprising = [n for n in skipped if n not in _output_layers(model)]
-    if surprising:
+    if surprising and options["granularity"] == "unit":
         reasons = "; ".join(f"{n}: {excluded.get(n, 'no output units')}" for n in surprising)
         warnings.warn(f"tfprune: these layers are not unit-pruned: {reasons}", stacklevel=3)
     return pruned
@@ -343,8 +435,8 @@ def _prune_subclassed(model, options):
     def fn(layer):
         if _is_graph_model(layer):
             return _prune_graph_model(layer, options)
-        if _prunable(layer, options["granularity"]):
-            return PruneLowMagnitude(layer, **dict(options, unit_group=None))
+        if _prunable(layer, options):
+            return _wrap(layer, options, {})
         return None
 
     _map_sublayers(model, fn, set())

@@ -128,6 +128,30 @@ _MHA = LayerSpec(
     )
 )
 
+class _GenericRNNSpec(LayerSpec):
+    """`keras.layers.RNN(cell)`: the cell's kernel and recurrent kernel; each cell of
+    a `StackedRNNCells` (paths `cell.cells.<i>.kernel`); a cell that implements
+    `PrunableLayer` gives its own weights."""
+
+    def weight_targets(self, layer):
+        cell = getattr(layer, "cell", None)
+        stacked = isinstance(cell, _L.StackedRNNCells)
+        cells = list(cell.cells) if stacked else [cell]
+        out = []
+        for i, c in enumerate(cells):
+            prefix = f"cell.cells.{i}." if stacked else "cell."
+            if _is_custom(c):
+                out += [(prefix + path, v) for path, v in _named(c.get_prunable_weights())]
+                continue
+            for name in ("kernel", "recurrent_kernel"):
+                v = getattr(c, name, None)
+                if v is not None:
+                    out.append((prefix + name, v))
+        return out
+
+
+_GENERIC_RNN = _GenericRNNSpec(())
+
 # Order matters: the first isinstance match wins (transposes subclass nothing
 # here, but keep specific classes before general ones).
 _SPECS = [
@@ -148,26 +172,40 @@ _SPECS = [
     (_L.LSTM, _RNN),
     (_L.GRU, _RNN),
     (_L.MultiHeadAttention, _MHA),
+    (_L.RNN, _GENERIC_RNN),
 ]
 
 # For files on disk, where only class names are known (h5 post-processor).
-SPECS_BY_CLASS_NAME = {cls.__name__: spec for cls, spec in _SPECS}
+SPECS_BY_CLASS_NAME = {cls.__name__: spec for cls, spec in _SPECS if spec is not _GENERIC_RNN}
 SPECS_BY_CLASS_NAME.update(
     {"Convolution1D": _CONV, "Convolution2D": _CONV, "Convolution3D": _CONV}
 )
 
 
+def _named(weights):
+    """`[(name, variable)]`: each variable by its name, `name_<i>` only for a repeat."""
+    out, seen = [], set()
+    for i, v in enumerate(weights):
+        name = v.name if v.name not in seen else f"{v.name}_{i}"
+        seen.add(name)
+        out.append((name, v))
+    return out
+
+
+def _is_custom(layer):
+    return isinstance(layer, PrunableLayer) or (
+        hasattr(layer, "get_prunable_weights") and callable(layer.get_prunable_weights)
+    )
+
+
 class _CustomSpec(LayerSpec):
     def weight_targets(self, layer):
-        weights = layer.get_prunable_weights()
-        return [(f"{v.name}_{i}" if i else v.name, v) for i, v in enumerate(weights)]
+        return _named(layer.get_prunable_weights())
 
 
 def get_spec(layer):
     """The `LayerSpec` of a layer, or None if it is not prunable."""
-    if isinstance(layer, PrunableLayer) or (
-        hasattr(layer, "get_prunable_weights") and callable(layer.get_prunable_weights)
-    ):
+    if _is_custom(layer):
         return _CustomSpec(weights=())
     for cls, spec in _SPECS:
         if isinstance(layer, cls):

@@ -138,6 +138,10 @@ class PruningSchedule:
         first = self.begin_step if self.begin_step >= 1 else self.frequency
         return first if self.end_step < 0 or first <= self.end_step else None
 
+    def _should_prune_in_step(self, step, begin_step, end_step, frequency):
+        """tfmot's helper for schedules written its way: `should_update(...)`."""
+        return should_update(step, begin_step, end_step, frequency)
+
     def update_sparsities(self):
         """The sparsity at each update step `begin_step + j * frequency`
         (j = 0, 1, ...), as Python floats, for `decide` to tabulate; None when not
