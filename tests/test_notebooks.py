@@ -11,6 +11,7 @@ import pytest
 
 NOTEBOOKS = sorted((pathlib.Path(__file__).resolve().parent.parent / "notebooks").glob("*.ipynb"))
 IDS = [p.name for p in NOTEBOOKS]
+SHOW_FIGURES = {"mnist_sweep.ipynb", "vgg16_sweep.ipynb"}  # their plots must show as images
 
 
 def test_the_sweep_notebooks_are_there():
@@ -54,7 +55,6 @@ def test_notebook_runs_in_quick_mode(path, tmp_path, monkeypatch):
     monkeypatch.setenv("TFPRUNE_QUICK", "1")
     monkeypatch.setenv("TFPRUNE_DATA_DIR", _mnist_dir(tmp_path))
     monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "2")
-    monkeypatch.setenv("MPLBACKEND", "Agg")
     nb = nbformat.read(path, as_version=4)
     work = tmp_path / "run"
     work.mkdir()
@@ -63,4 +63,7 @@ def test_notebook_runs_in_quick_mode(path, tmp_path, monkeypatch):
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs
               if o.output_type == "error"]
     assert not errors
-    assert any(c.outputs for c in nb.cells if c.cell_type == "code")
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+    assert any(o.output_type == "stream" for o in outputs)
+    if path.name in SHOW_FIGURES:
+        assert any("image/png" in o.get("data", {}) for o in outputs), "no figure was shown"
