@@ -48,6 +48,7 @@ def test_int8_needs_16_wide_blocks(rng):
     assert "need 16" in row.advice and "(16, 1)" in row.advice
     ok = check(U.block_prune(U.mlp(64, (48,), 8), (16, 1), 0.9, rng), quantize="int8")
     assert {r.encoding for r in ok.rows} == {"block 1x16"}
+    assert all(r.speed.startswith("smaller only") for r in ok.rows)  # outside XNNPACK
 
 
 @pytest.mark.parametrize("quantize, xnnpack, expected", [

@@ -118,6 +118,7 @@ def test_inspect_finds_the_encodings_the_report_claims(tmp_path, rng):
     assert codes.count(s.BuiltinOperator.DENSIFY) == 1 == len(report.densified_ops)
 
 
+@pytest.mark.slow
 def test_sparse_file_is_never_larger_than_dense(tmp_path, rng):
     """int8 CSR at 35% zeros is larger than int8 dense: sparse=True falls back."""
     model = U.block_prune(U.mlp(64, (48,), 8), (1, 1), 0.35, rng)
@@ -140,6 +141,7 @@ def test_float_csr_below_break_even_is_stored_dense(tmp_path, rng):
     assert report.size == report.dense_size
 
 
+@pytest.mark.slow
 def test_float16_blocks_are_stored_csr_and_float16_csr_kept(tmp_path, rng):
     model = U.mlp(64, (48,), 8)
     U.block_prune(model, (4, 1), 0.9, rng, layers=[model.layers[0]])
@@ -163,6 +165,7 @@ def test_float16_blocks_are_stored_csr_and_float16_csr_kept(tmp_path, rng):
     assert not builtin.encoded_sparse  # float16 DENSIFY runs every inference there
 
 
+@pytest.mark.slow
 def test_int8_csr_is_stored_dense_for_xnnpack_and_kept_without_it(tmp_path, rng):
     model = U.block_prune(U.mlp(64, (48,), 8), (1, 1), 0.9, rng)
     x = rng.standard_normal((32, 64)).astype("float32")
@@ -187,6 +190,7 @@ def test_int8_blocks_keep_the_sparse_kernel_and_every_pruned_zero(tmp_path, rng)
         if len(t.shape) == 2:
             assert np.all(fm.dense_values(t)[kernels[t.shape] == 0] == 0)
     assert report.verification.tolerance is None  # reported, not enforced
+    assert any("outside XNNPACK" in w for w in report.warnings)
     assert report.verification.top1_agreement >= 0.8
 
 
@@ -196,6 +200,7 @@ def test_int8_needs_representative_data(tmp_path):
     assert not (tmp_path / "q.tflite").exists()
 
 
+@pytest.mark.slow
 def test_dynamic_range_sparse_is_refused_or_stored_dense(tmp_path, rng):
     model = U.block_prune(U.mlp(64, (48,), 8), (16, 1), 0.9, rng)
     with pytest.raises(ValueError, match='quantize="int8"'):
@@ -311,3 +316,26 @@ def test_keras_int8_quantization_of_a_stripped_pruned_model_keeps_its_zeros(tmp_
     assert np.abs(stripped(x).numpy() - ref).max() < 0.05 * max(1, np.abs(ref).max())
     stripped.save(int8_path)
     assert os.path.getsize(int8_path) < os.path.getsize(float_path)
+
+
+def test_read_only_target_is_refused_before_converting(tmp_path):
+    target = tmp_path / "m.tflite"
+    target.write_bytes(b"old")
+    target.chmod(0o444)
+    with pytest.raises(PermissionError, match="read-only"):
+        to_tflite(U.mlp(), target)
+    assert target.read_bytes() == b"old"
+
+
+def test_an_interrupted_write_leaves_the_old_file(tmp_path, monkeypatch):
+    target = tmp_path / "m.tflite"
+    target.write_bytes(b"old")
+
+    def boom(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", boom)
+    with pytest.raises(OSError, match="disk full"):
+        to_tflite(U.mlp(), target, verify=False)
+    assert target.read_bytes() == b"old"
+    assert os.listdir(tmp_path) == ["m.tflite"]

@@ -16,14 +16,14 @@
    when a sparse one was chosen, in the interpreter next to Keras. A sparse file
    whose outputs differ from the dense file's is replaced by the dense file
    (reported); a float file further from Keras than the tolerance raises.
-5. Write atomically (a temporary file beside the target, fsync, rename).
+5. Write atomically (`tfprune.atomic`: a temporary file beside the target,
+   fsync, rename, one writer per path).
 """
 
 import contextlib
 import io
 import os
 import pathlib
-import tempfile
 import warnings
 
 import numpy as np
@@ -101,6 +101,9 @@ def _check_options(model, path, sparse, quantize, representative_data, verify, s
         raise ValueError(f"Argument `path` is a directory: {str(path)!r}")
     if not path.parent.exists():
         raise FileNotFoundError(f"The directory of `path` does not exist: {str(path.parent)!r}")
+    from tfprune import atomic
+
+    atomic.check_writable(str(path))  # before minutes of conversion
     return path
 
 
@@ -382,41 +385,39 @@ def check_outputs(model, data, dense, quantize, xnnpack, sample_inputs, represen
     return data, result, notes
 
 
+def speed_notes(file, xnnpack):
+    """Warnings about sparse kernels that are measured not to pay (`rules`)."""
+    notes = []
+    slow = [r.name for r in file.tensors if r.kernel == "sparse kernel"
+            and r.encoding.startswith("block") and r.dtype == "FLOAT32"
+            and r.sparsity < rules.BLOCK_PAYS_FROM]
+    if slow:
+        notes.append(f"{len(slow)} block-sparse weight(s) under {rules.BLOCK_PAYS_FROM:.0%} "
+                     "zeros: the 1x4 sparse kernel can be slower than dense there (0.7x at "
+                     "50% on the seed MLP); it pays from about 80%")
+    int8 = [r.name for r in file.tensors if r.kernel == "sparse kernel" and r.dtype == "INT8"]
+    if int8 and xnnpack:
+        notes.append(f"{len(int8)} int8 block-sparse weight(s): the int8 1x16 sparse kernel runs "
+                     "outside XNNPACK and measured slower than XNNPACK's dense int8 on x86: "
+                     "the file is smaller, not faster; shrink=True is faster")
+    return notes
+
+
 # --------------------------------------------------------------------- writing
 
 
 def write_atomic(path, data):
-    """Write `data` to `path` via a temporary file in the same directory + rename.
+    """Write `data` to `path` through `tfprune.atomic` (temp file beside it, fsync,
+    rename, one writer per path): killed at any moment, `path` holds its old
+    content or the whole new file."""
+    from tfprune import atomic
 
-    Killed at any moment, `path` is either its old content or the new file.
-    (tfprune/atomic.py, when present, is used instead.)
-    """
-    try:
-        from tfprune import atomic  # the project's shared atomic writer, when present
-    except ImportError:
-        atomic = None
-    if atomic is not None and hasattr(atomic, "write_bytes"):
-        return atomic.write_bytes(path, data)
-    path = pathlib.Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
+    def write(tmp):
+        with open(tmp, "wb") as f:
             f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
 
-
-def _umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    atomic.write_file(path, write)
+    return pathlib.Path(path)
 
 
 # --------------------------------------------------------------------- public
@@ -500,8 +501,10 @@ def to_tflite(model, path, *, sparse="auto", shrink=False, quantize=None,
                 if d.action in KEPT:
                     d.action, d.reason = "stored dense", "the sparse file failed verification"
     write_atomic(path, data)
+    file = analyze.analyze(data, path=path)
+    notes += speed_notes(file, xnnpack)
     report = ExportReport(path=str(path), quantize=quantize, sparse=sparse,
-                          dense_size=len(dense), file=analyze.analyze(data, path=path),
+                          dense_size=len(dense), file=file,
                           decisions=decisions, verification=verification, warnings=notes,
                           shrink=shrink_report)
     return report
