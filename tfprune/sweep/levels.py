@@ -139,14 +139,29 @@ class Runner:
             float(sparsity), float(measured), (params - nonzero) / params if params else 0.0,
             granularity, method, scope, seed, int(finetune_epochs)))))
         rec.update({k: float(v) for k, v in metrics.items()})
-        shrunk = (None, None)
-        if self.sizes and granularity == "unit":
-            shrunk = measure.shrunk_costs(model)
+        shrunk, gzipped = (None, None), None
+        if self.sizes:
+            # zlib releases the GIL: the gzip size is computed while shrink builds.
+            pending = _background().submit(measure.gzip_bytes, model, values)
+            if granularity == "unit":
+                shrunk = measure.shrunk_costs(model)
+            gzipped = pending.result()
         rec.update(dict(zip(TAIL, (
             int(params), int(nonzero), self.flops, shrunk[0],
-            None if shrunk[1] is None else int(shrunk[1]),
-            measure.gzip_bytes(model, values) if self.sizes else None))))
+            None if shrunk[1] is None else int(shrunk[1]), gzipped))))
         return rec
+
+
+_POOL = []
+
+
+def _background():
+    """One worker thread for the gzip sizes (made on first use)."""
+    if not _POOL:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _POOL.append(ThreadPoolExecutor(1, thread_name_prefix="tfprune-gzip"))
+    return _POOL[0]
 
 
 class Progress:
