@@ -65,7 +65,7 @@ class PruneState:
 def apply_if(pred, compute, variables):
     """Assign `compute()` (new values, one per variable, same order) to `variables`
     when the boolean scalar `pred` holds; otherwise leave them as they are."""
-    if keras.backend.backend() == "jax":
+    if keras.backend.backend() == "jax" or _in_tf_replica():
         def current():
             return tuple(v.value for v in variables)
 
@@ -82,6 +82,11 @@ def apply_if(pred, compute, variables):
         return ops.convert_to_tensor(True)
 
     ops.cond(pred, update, lambda: ops.convert_to_tensor(False))
+
+
+def _in_tf_replica():  # tf.distribute replica: no assignment inside a cond (merge_call)
+    import tensorflow as tf
+    return tf.distribute.has_strategy() and not tf.distribute.in_cross_replica_context()
 
 
 def innermost_optimizer(optimizer):
