@@ -442,3 +442,10 @@ def test_cli_bad_arguments_are_one_line_errors(saved, capsys, extra, message):
     err = capsys.readouterr().err.strip()
     assert code == 2 and message in err and len(err.splitlines()) == 1
     assert not (saved / "out").exists()
+
+
+def test_fine_tuning_never_trains_on_the_evaluation_arrays_of_an_npz(data, tmp_path):
+    np.savez(tmp_path / "only_test.npz", x=data[0], y=data[1])
+    with pytest.raises(ValueError, match="no x_train/y_train arrays"):
+        tfprune.sweep.run(mlp(), tmp_path / "only_test.npz", sparsities=(0.5,),
+                          finetune=dict(epochs=1), progress=False)

@@ -151,12 +151,16 @@ def prepare_images(x, model, where):
 
 
 def _from_npz(path, split):
+    """`x_<split>`/`y_<split>`; for the test split also plain `x`/`y` (never for
+    training: fine-tuning on the evaluation data would be a silent leak)."""
+    pairs = [(f"x_{split}", f"y_{split}")] + ([("x", "y")] if split == "test" else [])
     with np.load(path, allow_pickle=False) as f:
-        for xk, yk in ((f"x_{split}", f"y_{split}"), ("x", "y")):
+        for xk, yk in pairs:
             if xk in f.files and yk in f.files:
                 return f[xk], f[yk]
+        wanted = " or ".join(f"{x}/{y}" for x, y in pairs)
         raise ValueError(
-            f"File {str(path)!r} has no x_{split}/y_{split} or x/y arrays (has {sorted(f.files)})."
+            f"File {str(path)!r} has no {wanted} arrays (has {sorted(f.files)})."
         )
 
 
