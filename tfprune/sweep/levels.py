@@ -180,5 +180,5 @@ class Progress:
         if self.bar is None:
             self.bar = keras.utils.Progbar(self.total, unit_name="level",
                                            stateful_metrics=["sparsity"] + names)
-        self.bar.update(done, values=[("sparsity", record["sparsity"])]
-                        + [(n, record[n]) for n in names])
+        level = [("sparsity", record["sparsity"])] if record["sparsity"] else []  # not 0.0000e+00
+        self.bar.update(done, values=level + [(n, record[n]) for n in names])
