@@ -397,9 +397,17 @@ def _map_sublayers(parent, fn, seen):
     """Apply `fn(layer) -> new or None` to the sublayers that a subclassed model or
     layer holds in public attributes (directly or in lists), recursively, in place."""
 
+    # On the torch backend a layer is a torch.nn.Module, which keeps sublayers in
+    # `_modules` rather than in the instance dict.
+    modules = getattr(parent, "_modules", None)
+    modules = modules if isinstance(modules, dict) else {}
+
     def set_attr(name, old):
         def setter(new):
-            object.__setattr__(parent, name, new)  # bypass tracking: swapped below
+            if name in modules:
+                modules[name] = new
+            else:
+                object.__setattr__(parent, name, new)  # bypass tracking: swapped below
             _swap_tracked(parent, old, new)
         return setter
 
@@ -409,7 +417,7 @@ def _map_sublayers(parent, fn, seen):
             _swap_tracked(parent, old, new)
         return setter
 
-    for name, value in list(vars(parent).items()):
+    for name, value in [*vars(parent).items(), *modules.items()]:
         if name.startswith("_"):
             continue
         if isinstance(value, keras.layers.Layer):

@@ -100,6 +100,7 @@ class NumpyKernel:
     greater = staticmethod(np.greater)
     logical_and = staticmethod(np.logical_and)
     logical_or = staticmethod(np.logical_or)
+    stack = staticmethod(np.stack)
 
     def cast(self, x, dtype):
         return np.asarray(x).astype(dtype, copy=False)
