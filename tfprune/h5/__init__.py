@@ -110,6 +110,9 @@ def prune_weights_file(
     dry_run=False,
     backup=False,
     round_to=1,
+    block_size=(1, 1),
+    block_pooling_type="AVG",
+    sparsity_m_by_n=None,
 ):
     """Magnitude-prune the weights stored in a Keras file, in place and atomically.
 
@@ -128,6 +131,11 @@ def prune_weights_file(
         dry_run: compute the report, write nothing.
         backup: keep the original file as `path + ".orig"` (refused if it exists).
         round_to: with granularity="unit", keep unit counts a multiple of this.
+        block_size: `(rows, cols)`: prune 2-D kernels in whole blocks (exact block
+            counts), scored by `block_pooling_type` ("AVG" or "MAX") of |w|, as in
+            training (`tfprune.prune_low_magnitude(..., block_size=...)`).
+        sparsity_m_by_n: `(m, n)`: zero the `m` smallest of every `n` consecutive
+            weights along each kernel's input axis (`sparsity` is not used).
 
     Returns:
         A `PruneReport` (print it, or `report.to_dict()` for JSON).
@@ -142,7 +150,8 @@ def prune_weights_file(
         The file is left untouched whenever it raises.
     """
     options = options_lib.check_options(sparsity, granularity, scope, round_to, include,
-                                        exclude, skip_output_layer)
+                                        exclude, skip_output_layer, block_size,
+                                        block_pooling_type, sparsity_m_by_n)
     path = options_lib.check_path(path)
     kind = formats.detect(path)
     orig = None

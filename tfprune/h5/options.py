@@ -28,6 +28,19 @@ class Options:
     include: re.Pattern = None
     exclude: re.Pattern = None
     skip_output_layer: bool = True
+    block_size: tuple = (1, 1)
+    block_pooling_type: str = "AVG"
+    sparsity_m_by_n: tuple = None
+
+    @property
+    def pattern(self):
+        """The weight granularity's `tfprune.masks` object when it is not single
+        weights: a `Block` or an `MByN` (else None)."""
+        if self.sparsity_m_by_n is not None:
+            return masks.MByN(*self.sparsity_m_by_n)
+        if self.block_size != (1, 1):
+            return masks.Block(self.block_size, self.block_pooling_type)
+        return None
 
 
 def _compile(name, pattern):
@@ -47,15 +60,45 @@ def _compile(name, pattern):
         ) from None
 
 
+def _pair(value, name):
+    if not isinstance(value, (tuple, list)) or len(value) != 2:
+        raise TypeError(f"Argument `{name}` must be a tuple of 2 integers. Received: {name}={value!r}")
+    return tuple(masks.check_int(v, name, 1) for v in value)
+
+
 def check_options(sparsity, granularity="weight", scope="layer", round_to=1, include=None,
-                  exclude=None, skip_output_layer=True):
+                  exclude=None, skip_output_layer=True, block_size=(1, 1),
+                  block_pooling_type="AVG", sparsity_m_by_n=None):
     """The `Options` of these arguments; a Keras-form `ValueError` for a bad one."""
-    sparsity = masks.check_sparsity(sparsity)
     check_granularity(granularity)
     masks.check_scope(scope)
-    return Options(sparsity, granularity, scope, masks.check_round_to(round_to),
+    block_size = _pair(block_size, "block_size")
+    if sparsity_m_by_n is not None:
+        sparsity_m_by_n = _pair(sparsity_m_by_n, "sparsity_m_by_n")
+        masks.MByN(*sparsity_m_by_n)
+        # the pattern fixes the sparsity; `sparsity` is not used (any value passes)
+        sparsity = masks.check_sparsity(sparsity) if sparsity is not None else 0.0
+    else:
+        sparsity = masks.check_sparsity(sparsity)
+    if block_size != (1, 1):
+        block_pooling_type = masks.Block(block_size, block_pooling_type).pooling
+    if (block_size != (1, 1) or sparsity_m_by_n is not None) and granularity != "weight":
+        raise ValueError(
+            "Arguments `block_size` / `sparsity_m_by_n` shape weight masks and need "
+            f"granularity='weight'. Received: granularity={granularity!r}")
+    if block_size != (1, 1) and sparsity_m_by_n is not None:
+        raise ValueError(
+            "Arguments `block_size` and `sparsity_m_by_n` cannot be combined. "
+            f"Received: block_size={block_size}, sparsity_m_by_n={sparsity_m_by_n}")
+    round_to = masks.check_round_to(round_to)
+    if round_to != 1 and granularity != "unit":
+        raise ValueError(
+            "Argument `round_to` rounds unit counts and needs granularity='unit'. "
+            f"Received: round_to={round_to}, granularity={granularity!r}")
+    return Options(sparsity, granularity, scope, round_to,
                    _compile("include", include), _compile("exclude", exclude),
-                   bool(skip_output_layer))
+                   bool(skip_output_layer), block_size, str(block_pooling_type).upper(),
+                   sparsity_m_by_n)
 
 
 def check_path(path):

@@ -36,6 +36,7 @@ array([[ 3.,  0.,  2.],
 """
 
 import dataclasses
+import math
 
 import numpy as np
 
@@ -170,6 +171,73 @@ def _apply_units(f, name, target, keep, write, scratch):
     return rows
 
 
+# ----------------------------------------------------------------------------- blocks, m:n
+
+
+def _row_chunks(ds, multiple, scratch):
+    """Yields `(selection, chunk)` of a dataset cut into runs of whole rows along
+    its first axis (a multiple of `multiple` rows each, about `masks.BLOCK_SIZE`
+    elements), so no block of `multiple` rows spans two chunks."""
+    per_row = math.prod(ds.shape[1:])
+    step = max(multiple, masks.BLOCK_SIZE // max(per_row, 1) // multiple * multiple)
+    dtype = ds.dtype.newbyteorder("=")
+    for start in range(0, ds.shape[0], step):
+        stop = min(start + step, ds.shape[0])
+        chunk = scratch.get("block", (stop - start) * per_row, dtype).reshape(
+            stop - start, *ds.shape[1:])
+        sel = (slice(start, stop),)
+        ds.read_direct(chunk, source_sel=sel)
+        yield sel, chunk
+
+
+def _check_pattern(plan, pattern, f, path):
+    """Every target can take the pattern (blocks: 2-D weights), else ValueError."""
+    for layer, v in plan.scored():
+        try:
+            pattern.check(tuple(f[v.path].shape), f"{layer}/{report.tensor_name(v)}")
+        except ValueError as e:
+            raise ValueError(f"{e} in path={path!r}; nothing was written") from None
+
+
+def _block_scores(ds, block, scratch):
+    """`block.scores` of a 2-D dataset, read in chunks of whole block rows."""
+    return np.concatenate([block.scores(masks.policy.NUMPY, chunk).copy()
+                           for _, chunk in _row_chunks(ds, block.block_size[0], scratch)])
+
+
+def _block_keeps(f, targets, sparsity, scope, block, scratch):
+    scores = [_block_scores(f[v.path], block, scratch) for v in targets]
+    return masks.select_np(scores, sparsity, scope)
+
+
+def _apply_blocks(f, v, keep, block, write, scratch):
+    """Zero the blocks of `v` that `keep` (one bool per block, row-major) does not keep."""
+    ds = f[v.path]
+    grid_cols = -(-ds.shape[1] // block.block_size[1])
+    counts = np.zeros(2, np.int64)
+    for sel, chunk in _row_chunks(ds, block.block_size[0], scratch):
+        first = sel[0].start // block.block_size[0]
+        rows = -(-chunk.shape[0] // block.block_size[0])
+        part = keep[first * grid_cols:(first + rows) * grid_cols]
+        mask = block.expand(masks.policy.NUMPY, part, chunk.shape).astype(np.int32)
+        counts += stream.mask_block(ds, sel, chunk, mask, write, scratch)
+    return counts
+
+
+def _apply_m_by_n(f, v, pattern, write, scratch):
+    """Zero the `m` smallest of every `n` consecutive weights along the input axis
+    (the second-last axis): chunks of whole `n`-row groups (2-D) or of whole
+    `(in, out)` slabs (convolutions), so no group spans two chunks."""
+    ds = f[v.path]
+    chunks = (_row_chunks(ds, pattern.n, scratch) if ds.ndim == 2
+              else stream.read_blocks(ds, ds.ndim - 2, scratch))
+    counts = np.zeros(2, np.int64)
+    for sel, chunk in chunks:
+        mask = pattern.mask(masks.policy.NUMPY, chunk).astype(np.int32)
+        counts += stream.mask_block(ds, sel, chunk, mask, write, scratch)
+    return counts
+
+
 # ----------------------------------------------------------------------------- stages
 
 
@@ -177,8 +245,15 @@ def decide(f, plan, options, scratch, path):
     """What to keep, from the data in `f` (`path` names it in errors): `_Ranking`s
     (weights) or unit masks (units), after `check_finite`."""
     check_finite(f, plan, path, scratch)
+    pattern = options.pattern
+    if pattern is not None:
+        _check_pattern(plan, pattern, f, path)
     if options.granularity == "weight":
         targets = [v for _, vs in plan.jobs for v in vs]
+        if isinstance(pattern, masks.MByN):
+            return None  # a fixed pattern: nothing to rank
+        if isinstance(pattern, masks.Block):
+            return _block_keeps(f, targets, options.sparsity, options.scope, pattern, scratch)
         return _weight_rankings(f, targets, options.sparsity, options.scope, scratch)
     return _unit_keeps(f, plan.jobs, options.sparsity, options.scope, options.round_to,
                        scratch)
@@ -188,8 +263,16 @@ def apply(f, plan, decisions, options, write, scratch):
     """Zero in `f` what `decisions` (from `decide`) does not keep, writing it back
     with `write` (else a dry run: only counted); returns the report rows."""
     if options.granularity == "weight":
-        counts = [c for ranking in decisions for c in _apply_ranking(f, ranking, write, scratch)]
         targets = [(name, v) for name, vs in plan.jobs for v in vs]
+        pattern = options.pattern
+        if isinstance(pattern, masks.MByN):
+            counts = [_apply_m_by_n(f, v, pattern, write, scratch) for _, v in targets]
+        elif isinstance(pattern, masks.Block):
+            counts = [_apply_blocks(f, v, keep, pattern, write, scratch)
+                      for (_, v), keep in zip(targets, decisions)]
+        else:
+            counts = [c for ranking in decisions
+                      for c in _apply_ranking(f, ranking, write, scratch)]
         return [report.row(name, v, *c) for (name, v), c in zip(targets, counts)]
     rows = []
     for (name, target), keep in zip(plan.jobs, decisions):
