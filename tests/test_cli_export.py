@@ -123,3 +123,23 @@ def test_report_refuses_weights_only_files(tmp_path, capsys):
     del legacy
     assert main(["report", str(tmp_path / "old.h5")]) == 2
     assert "weights only" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_commands_work_through_python_dash_m(saved, tmp_path):
+    """`python -m tfprune` loads tfprune lazily: the commands must still load the model."""
+    import os
+    import subprocess
+    import sys
+
+    _, path = saved
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    out = tmp_path / "m.tflite"
+    for argv in (["export", str(path), str(out), "--json"], ["inspect", str(out)],
+                 ["report", str(path)]):
+        run = subprocess.run([sys.executable, "-m", "tfprune", *argv], capture_output=True,
+                             text=True, env=env, timeout=600)
+        assert run.returncode == 0, run.stderr[-2000:]
+    assert json.loads(subprocess.run(
+        [sys.executable, "-m", "tfprune", "inspect", str(out), "--json"], capture_output=True,
+        text=True, env=env, timeout=600).stdout)["tensors"]

@@ -106,7 +106,11 @@ def run(args):
     import tfprune
     from tfprune.export import to_tflite
 
-    tfprune.PruneLowMagnitude  # loads tfprune's serializable objects (lazy under the CLI)
+    # Under the console script tfprune loads lazily; the first public name accessed
+    # loads every module (registering the pruning wrapper for load_model). Start
+    # from one whose module imports no wrappers: starting from PruneLowMagnitude
+    # or sparsity_report hits a circular import in the lazy loader.
+    tfprune.PolynomialDecay
     model = keras.models.load_model(args.model, compile=False)
     calibration = _inputs(_arrays(args.calibration), model) if args.calibration else None
     samples = _inputs(_arrays(args.samples), model) if args.samples else None

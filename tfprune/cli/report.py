@@ -58,7 +58,11 @@ def run(args):
 
     import tfprune
 
-    tfprune.PruneLowMagnitude  # loads tfprune's serializable objects (lazy under the CLI)
+    # Under the console script tfprune loads lazily; the first public name accessed
+    # loads every module (registering the pruning wrapper for load_model). Start
+    # from one whose module imports no wrappers: starting from PruneLowMagnitude
+    # or sparsity_report hits a circular import in the lazy loader.
+    tfprune.PolynomialDecay
     model = keras.models.load_model(args.model, compile=False)
     report = tfprune.sparsity_report(model)
     print(report.to_json(indent=1) if args.json else str(report))
