@@ -355,9 +355,6 @@ def test_prune_misc_object_is_an_error():
         tfmot.sparsity.keras.prune_low_magnitude(object(), **PARAMS)
 
 
-@lead("prune_low_magnitude / strip_pruning of a functional model keep the input layers' "
-      "names, so strip_pruning(prune_low_magnitude(m)).get_config() == m.get_config() "
-      "(today the clone renames 'input_layer' to 'keras_tensor')")
 def test_strip_pruning_functional_model_gives_the_original_config():
     # tfmot: testStripPruningFunctionalModel.
     i1, i2 = keras.Input(shape=(10,)), keras.Input(shape=(10,))

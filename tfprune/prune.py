@@ -62,7 +62,23 @@ def _clone_graph_model(model, clone_layer):
         model.compiled = compiled
     for new, copy_weights in pending:
         copy_weights(new)
+    _keep_input_names(model, clone)
     return clone
+
+
+def _input_layers(model):
+    return [layer for layer in model._flatten_layers(include_self=False, recursive=True)
+            if isinstance(layer, keras.layers.InputLayer)]
+
+
+def _keep_input_names(model, clone):
+    """Give the clone's input layers the original's names (`keras.models.clone_model`
+    names them after their tensors, `keras_tensor_3`), so a pruned and then stripped
+    model has the original's config, as in tfmot."""
+    for old, new in zip(_input_layers(model), _input_layers(clone)):
+        new.name = old.name
+        if getattr(new, "output", None) is not None and getattr(old, "output", None) is not None:
+            new.output.name = old.output.name
 
 
 def _copy_from(layer):
