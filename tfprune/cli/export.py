@@ -10,12 +10,33 @@ _SPARSE = {"auto": "auto", "on": True, "off": False}
 _MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
 
 
-def _model_file(text):
+def saved_model_file(text):
+    """An argparse type: a saved Keras model file (.keras, full-model .h5)."""
     path = existing_path(text)
     if os.path.isdir(path) or not path.lower().endswith(_MODEL_SUFFIXES):
         raise argparse.ArgumentTypeError(
             f"must be a saved Keras model (.keras or .h5). Received: {text!r}")
+    if path.lower().endswith(".weights.h5"):
+        raise argparse.ArgumentTypeError(
+            f"holds weights only, no model: `tfprune prune-h5 {text} --sparsity 0 --dry-run` "
+            f"shows its per-tensor zeros. Received: {text!r}")
     return path
+
+
+def check_not_weights_only(path):
+    """Raise ValueError for an .h5 file without a model config (h5py, no Keras)."""
+    if not path.lower().endswith((".h5", ".hdf5")):
+        return
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            has_config = "model_config" in f.attrs
+    except OSError:
+        return  # not HDF5: let Keras say what it is
+    if not has_config:
+        raise ValueError(f"{path} holds weights only (no model config): `tfprune prune-h5 "
+                         f"{path} --sparsity 0 --dry-run` shows its zeros")
 
 
 def _npz(text):
@@ -46,7 +67,7 @@ def register(subparsers):
         "write a file larger than the dense one, and verify the file in the interpreter "
         "against Keras before writing it. Prints what each tensor became.",
     )
-    p.add_argument("model", metavar="MODEL", type=_model_file,
+    p.add_argument("model", metavar="MODEL", type=saved_model_file,
                    help="the saved Keras model (.keras or full-model .h5)")
     p.add_argument("output", metavar="OUT", type=_output, help="the .tflite file to write")
     p.add_argument("--shrink", action="store_true",
@@ -76,6 +97,20 @@ def register(subparsers):
     return p
 
 
+def load_saved_model(path):
+    """`keras.models.load_model(path, compile=False)` with tfprune's objects registered."""
+    import keras
+
+    import tfprune
+
+    # Under the console script tfprune loads lazily; the first public name accessed
+    # loads every module (registering the pruning wrapper for load_model). Start
+    # from one whose module imports no wrappers: starting from PruneLowMagnitude
+    # or sparsity_report hits a circular import in the lazy loader.
+    tfprune.PolynomialDecay
+    return keras.models.load_model(path, compile=False)
+
+
 def _arrays(path):
     import numpy as np
 
@@ -101,17 +136,10 @@ def run(args):
                           "inputs)")
     if os.path.abspath(args.output) == os.path.abspath(args.model):
         args.parser.error("OUT must differ from MODEL")
-    import keras
-
-    import tfprune
+    check_not_weights_only(args.model)
     from tfprune.export import to_tflite
 
-    # Under the console script tfprune loads lazily; the first public name accessed
-    # loads every module (registering the pruning wrapper for load_model). Start
-    # from one whose module imports no wrappers: starting from PruneLowMagnitude
-    # or sparsity_report hits a circular import in the lazy loader.
-    tfprune.PolynomialDecay
-    model = keras.models.load_model(args.model, compile=False)
+    model = load_saved_model(args.model)
     calibration = _inputs(_arrays(args.calibration), model) if args.calibration else None
     samples = _inputs(_arrays(args.samples), model) if args.samples else None
     report = to_tflite(model, args.output, sparse=_SPARSE[args.sparse], shrink=args.shrink,
