@@ -243,12 +243,31 @@ UNIT_CASES = [
 ]
 
 
+def tree_sum_reference(k, unit_shape):
+    """The unit-score order, written out: each unit's squares in the kernel's C order
+    (reduced axes first), summed pairwise level by level, a zero added to odd levels."""
+    aligned = (1,) * (k.ndim - len(unit_shape)) + tuple(unit_shape)
+    axes = tuple(i for i, d in enumerate(aligned) if d == 1)
+    kept = tuple(i for i in range(k.ndim) if i not in axes)
+    x = np.transpose(k, axes + kept).reshape(-1, int(np.prod([k.shape[i] for i in kept])))
+    level = [row.astype(np.float64) ** 2 for row in x]
+    while len(level) > 1:
+        if len(level) % 2:
+            level.append(np.zeros_like(level[0]))
+        level = [level[i] + level[i + 1] for i in range(0, len(level), 2)]
+    return level[0]
+
+
 @pytest.mark.parametrize("shape,unit_shape", UNIT_CASES)
 def test_unit_scores_by_blocks_are_bit_for_bit_one_sum(shape, unit_shape, rng, monkeypatch):
     k = (rng.standard_normal(shape) * rng.uniform(0.01, 100, shape[-1])).astype(np.float32)
+    whole = tree_sum_reference(k, unit_shape)
     aligned = (1,) * (len(shape) - len(unit_shape)) + unit_shape
     axes = tuple(i for i, d in enumerate(aligned) if d == 1)
-    whole = np.sum(k.astype(np.float64) ** 2, axis=axes).reshape(-1)  # the one-array formula
+    np.testing.assert_allclose(whole, np.sum(k.astype(np.float64) ** 2, axis=axes).reshape(-1),
+                               rtol=1e-13)
+    ops_scores = masks.policy.OPS.unit_scores(tf.constant(k), unit_shape).numpy()
+    np.testing.assert_array_equal(ops_scores, whole)  # training sums in the same order
     lead = masks.unit_lead_axes(shape, unit_shape)
     rows = k.reshape(-1, *shape[lead:]) if lead else k[None]
     for step in sorted({1, 2, 5, max(1, len(rows) // 3), len(rows)}):
@@ -256,7 +275,7 @@ def test_unit_scores_by_blocks_are_bit_for_bit_one_sum(shape, unit_shape, rng, m
         got = masks.unit_scores_chunked_np(blocks, shape, unit_shape)
         np.testing.assert_array_equal(got, whole)
     for block_size in (1, 100, 1 << 20):
-        monkeypatch.setattr(masks, "BLOCK_SIZE", block_size)
+        monkeypatch.setattr(masks.numpy_kernel, "BLOCK_SIZE", block_size)
         np.testing.assert_array_equal(masks.unit_scores_np(k, unit_shape), whole)
         np.testing.assert_array_equal(masks.unit_scores_np(k, unit_shape, normalize=True),
                                       whole / (k.size // whole.size))

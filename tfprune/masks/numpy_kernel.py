@@ -29,6 +29,9 @@ __all__ = [
     "unit_lead_axes",
     "unit_scores_chunked_np",
     "reduce_axes",
+    "unit_axes_order",
+    "pairwise_rows",
+    "UnitTree",
 ]
 
 
@@ -83,6 +86,79 @@ def reduce_axes(shape, unit_shape):
     return tuple(i for i, d in enumerate(aligned) if d == 1)
 
 
+def unit_axes_order(shape, unit_shape):
+    """`(perm, rows, units)`: a kernel of `shape` transposed by `perm` (reduced axes
+    first, then the unit axes, each in order) and reshaped to `(rows, units)` is
+    its canonical unit view: column u holds unit u's incoming weights in the
+    kernel's C order."""
+    axes = reduce_axes(shape, unit_shape)
+    kept = tuple(i for i in range(len(shape)) if i not in axes)
+    rows = math.prod(shape[i] for i in axes)
+    return axes + kept, rows, math.prod(shape) // max(rows, 1)
+
+
+def pairwise_rows(x, add, pad, reshape=np.reshape):
+    """Sum the rows of a `(m, units)` array by the fixed pairwise tree of
+    `UnitTree`: `add(a, b)` adds two arrays, `pad(x)` appends one zero row."""
+    while x.shape[0] > 1:
+        if x.shape[0] % 2:
+            x = pad(x)
+        half = x.shape[0] // 2
+        pairs = reshape(x, (half, 2, *x.shape[1:]))
+        x = add(pairs[:, 0], pairs[:, 1])
+    return x[0]
+
+
+class UnitTree:
+    """Unit scores `Σ w²` (float64) summed in one fixed order, whatever the cut.
+
+    Unit u's squares, in the kernel's C order (`unit_axes_order`), are summed by a
+    pairwise tree: level 0 is the rows, each level adds rows `2j` and `2j + 1` of
+    the level below (a level of odd length gets a zero row, which adds exactly).
+    Every implementation follows the same tree (`pairwise_rows` here and in
+    `policy.OpsKernel.unit_scores`), so files, one-shot masks and training on every
+    backend and compile mode get the same float64 bits, hence the same ranking.
+    `push(rows)` takes the rows in order, in pieces of any size: a run of `2^c`
+    rows starting at a multiple of `2^c` is one node of level c, summed at once.
+    """
+
+    def __init__(self, units):
+        self.units = units
+        self.count = 0  # rows pushed so far
+        self.pending = {}  # level -> the node waiting for its right sibling
+
+    def _node(self, level, value):
+        while level in self.pending:
+            value = self.pending.pop(level) + value
+            level += 1
+        self.pending[level] = value
+
+    def push(self, rows):
+        rows = np.asarray(rows).reshape(-1, self.units)
+        i = 0
+        while i < len(rows):
+            c = 0
+            while self.count % (2 << c) == 0 and i + (2 << c) <= len(rows):
+                c += 1
+            run = np.square(rows[i : i + (1 << c)], dtype=np.float64)
+            self._node(c, pairwise_rows(run, np.add, _pad_np) if len(run) > 1 else run[0])
+            i += 1 << c
+            self.count += 1 << c
+
+    def total(self):
+        if not self.pending:
+            return np.zeros(self.units)
+        levels = sorted(self.pending)
+        value, level = self.pending[levels[0]], levels[0]
+        for nxt in levels[1:]:  # a lone node is carried up (plus zero) to the next one
+            value, level = self.pending[nxt] + value, nxt + 1
+        return value
+
+
+def _pad_np(x):
+    return np.concatenate([x, np.zeros((1, *x.shape[1:]), x.dtype)])
+
+
 def unit_scores_np(kernel, unit_shape, normalize=False):
     """Per-unit sum of squares of `kernel`, flat float64 vector of `prod(unit_shape)`.
 
@@ -90,8 +166,8 @@ def unit_scores_np(kernel, unit_shape, normalize=False):
     to its last axes: `(units,)` for Dense/Conv kernels, `(units, 1)` for a
     transposed convolution's `(..., filters, in)` kernel, `(in, multiplier)` for a
     depthwise kernel. With `normalize=True` the sum is divided by the fan-in.
-    Computed block by block (`unit_scores_chunked_np`), in the same order as the
-    h5 path, so a file and an in-memory kernel score bit for bit alike.
+    Summed in `UnitTree`'s fixed order, block by block as the h5 path does, so a
+    file, an array and a training step score bit for bit alike.
     """
     kernel = np.asarray(kernel)
     lead = unit_lead_axes(kernel.shape, unit_shape)
@@ -284,29 +360,24 @@ def unit_scores_chunked_np(blocks, shape, unit_shape, normalize=False, scratch=N
 
     With `lead = unit_lead_axes(shape, unit_shape)`, the kernel is viewed as rows
     of shape `shape[lead:]` (C order) and `blocks` yields arrays of shape
-    `(rows, *shape[lead:])` covering them in order. Each block is squared in
-    float64 (exact for float32) and summed over its rows and the other reduced
-    axes, with the running sum placed in front of the block as an extra row: numpy
-    sums rows in order, so the blocks continue one sum and the result does not
-    depend on where the kernel is cut (it is what one `np.sum` over the whole
-    kernel gives).
+    `(rows, *shape[lead:])` covering them in order. Each block is put in the
+    canonical unit view (`unit_axes_order`: its reduced axes first) and pushed
+    into a `UnitTree`, so the result does not depend on where the kernel is cut.
     """
-    scratch = scratch or Scratch()
     axes = reduce_axes(shape, unit_shape)
     lead = unit_lead_axes(shape, unit_shape)
     inner = tuple(shape[lead:])
-    summed = (0, *(1 + a - lead for a in axes if a >= lead))
-    # where the running sum goes in the extra row 0 (reduced axes at index 0)
-    at = (0, *(0 if 1 + i in summed else slice(None) for i in range(len(inner))))
-    total = np.zeros(tuple(d for i, d in enumerate(inner) if 1 + i not in summed))
+    # inside a block: the block's row axis, then the reduced axes after `lead`
+    inner_reduced = tuple(1 + a - lead for a in axes if a >= lead)
+    inner_kept = tuple(1 + i for i in range(len(inner)) if 1 + i not in inner_reduced)
+    units = math.prod(inner[i - 1] for i in inner_kept)
+    tree = UnitTree(units)
     for block in blocks:
-        buf = scratch.get("unit_sums", (len(block) + 1) * math.prod(inner), np.float64)
-        buf = buf.reshape(len(block) + 1, *inner)
-        buf[0] = 0.0
-        buf[at] = total
-        np.square(block, out=buf[1:], dtype=np.float64)
-        total = np.sum(buf, axis=summed)
-    total = total.reshape(-1)
+        block = np.asarray(block).reshape(-1, *inner)
+        if inner_reduced:
+            block = np.transpose(block, (0, *inner_reduced, *inner_kept))
+        tree.push(block.reshape(-1, units))
+    total = tree.total().reshape(-1)
     if normalize:
         total = total / (math.prod(shape) // total.size)
     return total

@@ -199,13 +199,27 @@ class OpsKernel:
         return getattr(ops, aliases.get(name, name))
 
     def unit_scores(self, kernel, unit_shape):
+        """`numpy_kernel.UnitTree`'s sums: the same pairwise tree, level by level."""
         from keras import ops
 
         from tfprune.masks import ops_kernel
 
-        axes = npk.reduce_axes(tuple(kernel.shape), unit_shape)
-        k = ops.cast(kernel, ops_kernel.score_dtype())
-        return ops.reshape(ops.sum(ops.square(k), axis=axes), (-1,))
+        shape = tuple(int(d) for d in kernel.shape)
+        perm, rows, units = npk.unit_axes_order(shape, unit_shape)
+        x = ops.reshape(ops.transpose(kernel, perm) if perm != tuple(range(len(shape)))
+                        else kernel, (rows, units))
+        dtype = ops_kernel.score_dtype()
+
+        def pad(a):
+            return ops.concatenate([a, ops.zeros((1, *a.shape[1:]), a.dtype)], axis=0)
+
+        if rows % 2 and rows > 1:
+            x = pad(x)
+        if rows == 1:
+            return ops.square(ops.cast(x[0], dtype))
+        pairs = ops.reshape(x, (x.shape[0] // 2, 2, units))  # level 1 from float32 pairs
+        first = ops.square(ops.cast(pairs[:, 0], dtype)) + ops.square(ops.cast(pairs[:, 1], dtype))
+        return npk.pairwise_rows(first, lambda a, b: a + b, pad, ops.reshape)
 
     def constant(self, x, dtype):
         from keras import ops
