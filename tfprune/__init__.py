@@ -121,11 +121,20 @@ def _load_all():
         _loading = False
 
 
+_depth = 0  # nested __getattr__ calls: a module being imported asked for a sibling
+
+
 def __getattr__(name):
+    global _depth
     if name not in _PUBLIC:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = _resolve(name)
-    _load_all()
+    _depth += 1
+    try:
+        value = _resolve(name)
+    finally:
+        _depth -= 1
+    if _depth == 0:  # load the rest only once the first name's imports are done
+        _load_all()
     return value
 
 
