@@ -66,9 +66,15 @@ def load_fashion_mnist(path=None):
     return _load("fashion_mnist", path)
 
 
+def _check_path(path):
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"Argument `path` must be a path (str or os.PathLike). Received: path={path!r}")
+    return pathlib.Path(path)
+
+
 def _load(name, path):
     if path is not None:
-        path = pathlib.Path(path)
+        path = _check_path(path)
         if not path.exists():
             raise FileNotFoundError(
                 f"Argument `path` must be an existing .npz file or directory. "
@@ -111,17 +117,19 @@ def _find_idx(directory, stem):
 
 
 def _read_npz(path):
-    try:
+    try:  # not a zip: OSError/EOFError, or ValueError ("pickled data"); a .npy: TypeError
         with np.load(path, allow_pickle=False) as f:
-            missing = [k for k in _KEYS if k not in f.files]
-            if missing:
-                raise ValueError(
-                    f"File {str(path)!r} is not in keras's mnist.npz layout: missing "
-                    f"{missing} (has {sorted(f.files)})."
-                )
-            return (f["x_train"], f["y_train"]), (f["x_test"], f["y_test"])
-    except (OSError, EOFError) as e:
+            files = sorted(f.files)
+            arrays = {k: f[k] for k in _KEYS if k in f.files}
+    except (OSError, EOFError, ValueError, TypeError) as e:
         raise ValueError(f"Could not read {str(path)!r} as .npz: {e}") from e
+    missing = [k for k in _KEYS if k not in arrays]
+    if missing:
+        raise ValueError(
+            f"File {str(path)!r} is not in keras's mnist.npz layout: missing "
+            f"{missing} (has {files})."
+        )
+    return (arrays["x_train"], arrays["y_train"]), (arrays["x_test"], arrays["y_test"])
 
 
 def _read_idx(path):
@@ -209,12 +217,14 @@ def load_cifar10(path=None, fallback=None, download=True):
     >>> data.name, x_train.shape  # doctest: +SKIP
     ('cifar10', (50000, 32, 32, 3))
     """
+    if not isinstance(download, bool):
+        raise TypeError(f"Argument `download` must be True or False. Received: download={download!r}")
     if fallback not in _CIFAR_FALLBACKS:
         raise ValueError(
             f"Argument `fallback` must be one of {_CIFAR_FALLBACKS}. Received: fallback={fallback!r}"
         )
     if path is not None:
-        path = pathlib.Path(path)
+        path = _check_path(path)
         if not path.exists():
             raise FileNotFoundError(
                 "Argument `path` must be an existing CIFAR-10 .npz / .tar.gz file or a "

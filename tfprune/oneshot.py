@@ -60,9 +60,11 @@ SCOPES = ("layer", "global")
 
 
 def check_choice(name, value, choices):
-    """`value` if it is one of `choices`, else a Keras-style ValueError."""
+    """`value` if it is one of `choices`, else a Keras-style error (TypeError for a
+    non-string, ValueError for another string)."""
     if not isinstance(value, str) or value not in choices:
-        raise ValueError(f"Argument `{name}` must be one of {choices}. Received: {name}={value!r}")
+        error = ValueError if isinstance(value, str) else TypeError
+        raise error(f"Argument `{name}` must be one of {choices}. Received: {name}={value!r}")
     return value
 
 
@@ -75,16 +77,22 @@ def check_sparsity(sparsity, name="sparsity"):
     return float(sparsity)
 
 
+def _check_int(value, name, minimum):
+    """`int(value)`: TypeError for a non-integer (bool included), ValueError below
+    `minimum`."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"Argument `{name}` must be an integer >= {minimum}. Received: {name}={value!r}")
+    if value < minimum:
+        raise ValueError(f"Argument `{name}` must be an integer >= {minimum}. Received: {name}={value!r}")
+    return int(value)
+
+
 def check_round_to(round_to):
-    if isinstance(round_to, bool) or not isinstance(round_to, (int, np.integer)) or round_to < 1:
-        raise ValueError(f"Argument `round_to` must be an integer >= 1. Received: round_to={round_to!r}")
-    return int(round_to)
+    return _check_int(round_to, "round_to", 1)
 
 
 def check_seed(seed):
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"Argument `seed` must be an integer >= 0. Received: seed={seed!r}")
-    return int(seed)
+    return _check_int(seed, "seed", 0)
 
 
 @dataclasses.dataclass(eq=False)

@@ -604,7 +604,15 @@ def _stripped(model):
 def _check_args(model, verify):
     if not isinstance(model, keras.Model):
         raise TypeError(f"Argument `model` must be a Keras model. Received: model={model!r}")
-    if verify is True or verify is False or isinstance(verify, (np.ndarray, list, tuple, dict)):
+    if verify is True or verify is False:
+        return
+    if isinstance(verify, (np.ndarray, list, tuple, dict)):
+        arrays = [np.asarray(a) for a in keras.tree.flatten(verify)]
+        bad = sum(a.size - int(np.count_nonzero(np.isfinite(a))) for a in arrays
+                  if np.issubdtype(a.dtype, np.floating))
+        if bad:  # outputs compared on NaN inputs can never agree
+            raise ValueError(f"Argument `verify` must be a batch of finite inputs. Received: "
+                             f"verify with {bad} NaN or inf values")
         return
     raise TypeError(
         "Argument `verify` must be True, False or a batch of model inputs. "
