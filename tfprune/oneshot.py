@@ -370,12 +370,28 @@ def _unit_groups(model):
     return out, excluded
 
 
-def _select_layers(groups, layers):
+def check_layers(layers):
+    """`layers` as a list of layer names (None stays None; a string is one name);
+    TypeError for anything else (a number, a list holding a non-string)."""
     if layers is None:
-        return groups
+        return None
     if isinstance(layers, str):
-        layers = [layers]
+        return [layers]
+    if not hasattr(layers, "__iter__") or isinstance(layers, (bytes, dict)):
+        raise TypeError(f"Argument `layers` must be None or a list of layer names. "
+                        f"Received: layers={layers!r}")
     wanted = list(layers)
+    bad = [n for n in wanted if not isinstance(n, str)]
+    if bad:
+        raise TypeError(f"Argument `layers` must be a list of layer names (strings); it holds "
+                        f"{bad[0]!r}. Received: layers={wanted!r}")
+    return wanted
+
+
+def _select_layers(groups, layers):
+    wanted = check_layers(layers)
+    if wanted is None:
+        return groups
     known = {name for grp in groups for name in grp.layers}
     unknown = [n for n in wanted if n not in known]
     if unknown:

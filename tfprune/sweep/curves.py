@@ -7,6 +7,7 @@ from tfprune.sweep.levels import (
     DEFAULT_SPARSITIES,
     Runner,
     check_choices,
+    check_common,
     check_levels,
     check_seeds,
     Progress,
@@ -75,6 +76,7 @@ def run(model, data, sparsities=DEFAULT_SPARSITIES, granularities=("weight", "un
     methods = check_choices("methods", methods, oneshot.METHODS)
     oneshot.check_choice("scope", scope, oneshot.SCOPES)
     seeds = check_seeds(seeds)
+    batch_size, samples, out = check_common(batch_size, samples, out, data)
     options = None if finetune is None else finetune_lib.FinetuneOptions(finetune)
     if options is not None and "magnitude" not in methods:
         raise ValueError("Argument `finetune` makes fine-tuned magnitude curves: include "

@@ -18,9 +18,9 @@ import pathlib
 import keras
 import numpy as np
 
-from tfprune import datasets
+from tfprune import datasets, modelfiles
 
-__all__ = ["load_model", "Data", "resolve_data", "working_copy", "LOADERS"]
+__all__ = ["load_model", "Data", "resolve_data", "check_arrays", "working_copy", "LOADERS"]
 
 LOADERS = {
     "mnist": datasets.load_mnist,
@@ -41,9 +41,7 @@ def load_model(model):
                 f"Argument `model` must be a Keras model or a {' / '.join(MODEL_SUFFIXES)} "
                 f"file. Received: model={str(model)!r}"
             )
-        if not path.is_file():
-            raise FileNotFoundError(f"Argument `model` must be an existing file. "
-                                    f"Received: model={str(model)!r}")
+        modelfiles.check_saved_model(model)  # missing, a directory, not .keras / HDF5
         import tfprune  # noqa: F401  (registers tfprune objects for loading)
 
         return keras.models.load_model(path)
@@ -164,6 +162,35 @@ def _from_npz(path, split):
         )
 
 
+def _describe(a):
+    shape = getattr(a, "shape", None)
+    return f"shape {tuple(shape)}" if shape is not None else type(a).__name__
+
+
+def check_arrays(data, source=None):
+    """For `(x, y)` arrays (x possibly a list of arrays, one per model input): each
+    is an array of >= 1 dimension and all hold the same number of examples
+    (ValueError naming `data`, and `source`, the file they came from, if any).
+    Other forms of `data` (datasets, names, paths) pass through unchecked."""
+    if not isinstance(data, (tuple, list)) or len(data) != 2:
+        return data
+    x, y = data
+    xs = list(x) if isinstance(x, (list, tuple)) else [x]
+    named = [(f"x[{i}]" if len(xs) > 1 else "x", a) for i, a in enumerate(xs)] + [("y", y)]
+    received = (f"data={str(source)!r}" if source is not None else
+                f"data=(x of {_describe(xs[0])}, y of {_describe(y)})")
+    for label, a in named:
+        if np.ndim(a) < 1:
+            raise ValueError(f"Argument `data` must be (x, y) arrays of one example per row; "
+                             f"{label} is {a!r}. Received: {received}")
+    lengths = [(label, len(a)) for label, a in named]
+    if len({n for _, n in lengths}) > 1:
+        counts = ", ".join(f"{label} has {n}" for label, n in lengths)
+        raise ValueError(f"Argument `data` must hold as many labels as inputs ({counts} "
+                         f"examples). Received: {received}")
+    return data
+
+
 def resolve_data(data, model, split="test", samples=None):
     """`Data` from `(x, y)`, a `tf.data.Dataset`, a loader name or a `.npz` path.
 
@@ -190,8 +217,10 @@ def resolve_data(data, model, split="test", samples=None):
                 f"{sorted(LOADERS)} or an existing .npz file. Received: data={str(data)!r}"
             )
         x, y = _from_npz(path, split)
+        check_arrays((x, y), path)
         out = Data(prepare_images(x, model, str(path)), np.asarray(y), name=f"{path.name}:{split}")
     elif isinstance(data, (tuple, list)) and len(data) == 2:
+        check_arrays(data)
         out = Data(data[0], np.asarray(data[1]), name="arrays")
     else:
         raise TypeError(

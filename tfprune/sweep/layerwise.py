@@ -6,7 +6,9 @@ from tfprune.sweep.levels import (
     DEFAULT_SPARSITIES,
     Runner,
     check_choices,
+    check_common,
     check_levels,
+    check_tolerance,
     check_seeds,
     Progress,
 )
@@ -53,9 +55,9 @@ def sensitivity(model, data, layers=None, sparsities=DEFAULT_SPARSITIES, granula
     methods = check_choices("methods", methods, oneshot.METHODS)
     oneshot.check_choice("scope", scope, oneshot.SCOPES)
     seeds = check_seeds(seeds)
-    tolerance = float(tolerance)
-    if not tolerance >= 0:
-        raise ValueError(f"Argument `tolerance` must be >= 0. Received: tolerance={tolerance}")
+    tolerance = check_tolerance(tolerance)
+    layers = oneshot.check_layers(layers)
+    batch_size, samples, out = check_common(batch_size, samples, out, data)
 
     runner = Runner(model, data, metrics, evaluate, batch_size, samples, sizes)
     everything = oneshot.OneShot(runner.working, granularity, scope, skip_output_layer, layers)

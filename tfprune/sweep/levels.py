@@ -8,6 +8,7 @@ function), the evaluation data, and the record builder shared by `run` and
 """
 
 import numbers
+import os
 
 import keras
 import numpy as np
@@ -17,7 +18,8 @@ from tfprune.sweep import inputs, measure
 from tfprune.sweep.result import HEAD, TAIL
 
 __all__ = ["Runner", "Progress", "check_levels", "check_choices", "check_seeds",
-           "DEFAULT_SPARSITIES"]
+           "check_batch_size", "check_samples", "check_out", "check_tolerance",
+           "check_common", "DEFAULT_SPARSITIES"]
 
 NO_LAYER = object()  # records of `run` have no "layer" field
 DEFAULT_SPARSITIES = (0.25, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.97, 0.99)
@@ -60,11 +62,53 @@ def check_seeds(seeds):
     return seeds
 
 
+def _check_int(value, name, minimum):
+    """`int(value)`: TypeError for a non-integer (bool included), ValueError below
+    `minimum`."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"Argument `{name}` must be an integer >= {minimum}. "
+                        f"Received: {name}={value!r}")
+    if value < minimum:
+        raise ValueError(f"Argument `{name}` must be an integer >= {minimum}. "
+                         f"Received: {name}={value!r}")
+    return int(value)
+
+
 def check_batch_size(batch_size):
-    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
-        raise ValueError(f"Argument `batch_size` must be an integer >= 1. "
-                         f"Received: batch_size={batch_size!r}")
-    return int(batch_size)
+    return _check_int(batch_size, "batch_size", 1)
+
+
+def check_samples(samples):
+    """None (every example) or an integer >= 1."""
+    return None if samples is None else _check_int(samples, "samples", 1)
+
+
+def check_out(out):
+    """None, or a path that is not an existing file (the records folder)."""
+    if out is None:
+        return None
+    if not isinstance(out, (str, os.PathLike)):
+        raise TypeError(f"Argument `out` must be None or a folder path. Received: out={out!r}")
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise ValueError(f"Argument `out` must be a folder. Received: out={os.fspath(out)!r} "
+                         "(a file)")
+    return out
+
+
+def check_tolerance(tolerance):
+    """A real number >= 0 (TypeError for a non-number, bool included)."""
+    if isinstance(tolerance, bool) or not isinstance(tolerance, numbers.Real):
+        raise TypeError(f"Argument `tolerance` must be a number >= 0. "
+                        f"Received: tolerance={tolerance!r}")
+    if not tolerance >= 0:
+        raise ValueError(f"Argument `tolerance` must be >= 0. Received: tolerance={tolerance}")
+    return float(tolerance)
+
+
+def check_common(batch_size, samples, out, data):
+    """The arguments `run` and `sensitivity` share, checked before any work."""
+    inputs.check_arrays(data)
+    return check_batch_size(batch_size), check_samples(samples), check_out(out)
 
 
 class Runner:
@@ -86,6 +130,8 @@ class Runner:
             raise TypeError(f"Argument `evaluate` must be a function (model, data) -> dict. "
                             f"Received: evaluate={evaluate!r}")
         self.batch_size = check_batch_size(batch_size)
+        samples = check_samples(samples)
+        inputs.check_arrays(data)
         self.source = inputs.load_model(model)
         self.raw_data = data
         self.data = inputs.resolve_data(data, self.source, "test", samples)
