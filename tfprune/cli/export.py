@@ -20,6 +20,17 @@ def saved_model_file(text):
         raise argparse.ArgumentTypeError(
             f"holds weights only, no model: `tfprune prune-h5 {text} --sparsity 0 --dry-run` "
             f"shows its per-tensor zeros. Received: {text!r}")
+    return model_bytes_checked(path, text)
+
+
+def model_bytes_checked(path, text):
+    """`path` if its bytes are a .keras archive / HDF5 file (`tfprune.modelfiles`),
+    else an argparse error naming `text` (standard library only: no TensorFlow)."""
+    from tfprune import modelfiles
+
+    problem = modelfiles.content_problem(path)
+    if problem:
+        raise argparse.ArgumentTypeError(f"{problem}. Received: {text!r}")
     return path
 
 
@@ -44,6 +55,11 @@ def _npz(text):
     if not path.lower().endswith(".npz"):
         raise argparse.ArgumentTypeError(
             f"must be a .npz file of input arrays (np.savez). Received: {text!r}")
+    import zipfile
+
+    if os.path.isdir(path) or not zipfile.is_zipfile(path):
+        raise argparse.ArgumentTypeError(
+            f"not a .npz file (not a zip archive; write it with np.savez). Received: {text!r}")
     return path
 
 
@@ -111,11 +127,32 @@ def load_saved_model(path):
     return keras.models.load_model(path, compile=False)
 
 
-def _arrays(path):
+def _arrays(path, flag):
+    """The arrays of a .npz file, by name; ValueError naming the file if it is not one."""
+    import zipfile
+
     import numpy as np
 
-    with np.load(path, allow_pickle=False) as data:
-        return {k: data[k] for k in data.files}
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if not hasattr(data, "files"):  # a .npy renamed
+                raise ValueError("a single array (.npy), not a .npz archive")
+            return {k: data[k] for k in data.files}
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+        why = " ".join(str(e).split()) or type(e).__name__
+        raise ValueError(f"{flag} {path!r} is not a readable .npz file of arrays ({why})") \
+            from None
+
+
+def _model_inputs(path, flag, model):
+    """The arrays of `path` as the model's inputs (see `_inputs`), checked against
+    the model's inputs (count, shapes) before any conversion."""
+    from tfprune.export import verify
+
+    arrays = _arrays(path, flag)
+    data = _inputs(arrays, model)
+    verify.check_model_inputs(model, data, f"{flag} {path!r}", labels=list(arrays))
+    return data
 
 
 def _inputs(arrays, model):
@@ -140,8 +177,9 @@ def run(args):
     from tfprune.export import to_tflite
 
     model = load_saved_model(args.model)
-    calibration = _inputs(_arrays(args.calibration), model) if args.calibration else None
-    samples = _inputs(_arrays(args.samples), model) if args.samples else None
+    calibration = _model_inputs(args.calibration, "--calibration", model) \
+        if args.calibration else None
+    samples = _model_inputs(args.samples, "--samples", model) if args.samples else None
     report = to_tflite(model, args.output, sparse=_SPARSE[args.sparse], shrink=args.shrink,
                        quantize=args.quantize, representative_data=calibration,
                        verify=args.verify, sample_inputs=samples, xnnpack=args.xnnpack)

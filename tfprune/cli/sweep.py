@@ -19,7 +19,9 @@ def model_file(text):
     if path.lower().endswith(".weights.h5"):
         raise argparse.ArgumentTypeError(
             f"holds weights only, no model: sweep a .keras or full-model .h5. Received: {text!r}")
-    return path
+    from tfprune.cli.export import model_bytes_checked
+
+    return model_bytes_checked(path, text)
 
 
 def data_source(text):

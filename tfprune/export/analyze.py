@@ -19,6 +19,7 @@ more entries: what a CSR encoding with the narrowest indices would need.
 """
 
 import gzip
+import os
 import pathlib
 
 import numpy as np
@@ -75,6 +76,8 @@ def sparse_minimum(fm, values=None):
 def _safe_dense(fm, t):
     try:
         return fm.dense_values(t)
+    except flatbuffer.CorruptFile:
+        raise
     except ValueError:
         return None
 
@@ -147,7 +150,13 @@ def inspect(path):
     [r.name for r in report.tensors if r.kernel == "sparse kernel"]
     ```
     """
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"Argument `path` must be a path to a .tflite file. "
+                        f"Received: path={path!r}")
     p = pathlib.Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"No such TFLite file: {str(path)!r}")
-    return analyze(p.read_bytes(), path=p)
+    try:
+        return analyze(p.read_bytes(), path=p)
+    except flatbuffer.CorruptFile as e:
+        raise ValueError(f"{str(path)!r} is not a valid TFLite file: {e}") from None

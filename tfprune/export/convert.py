@@ -57,7 +57,7 @@ def require_tensorflow_backend(what="TFLite export"):
 
 
 def _check_options(model, path, sparse, quantize, representative_data, verify, shrink,
-                   xnnpack):
+                   xnnpack, sample_inputs=None):
     import keras
 
     if not isinstance(model, keras.Model):
@@ -88,6 +88,9 @@ def _check_options(model, path, sparse, quantize, representative_data, verify, s
             "with 1x4 blocks, sparse=\"auto\" (stores dense), or xnnpack=False for a "
             "runtime without XNNPACK."
         )
+    for name, data in (("representative_data", representative_data),
+                       ("sample_inputs", sample_inputs)):
+        verify_lib.check_model_inputs(model, data, f"Argument `{name}`")  # before converting
     quantized = [l.name for l in model._flatten_layers(include_self=False)
                  if getattr(l, "quantization_mode", None)]
     if quantized:
@@ -479,7 +482,7 @@ def to_tflite(model, path, *, sparse="auto", shrink=False, quantize=None,
     """
     require_tensorflow_backend()
     path = _check_options(model, path, sparse, quantize, representative_data, verify, shrink,
-                          xnnpack)
+                          xnnpack, sample_inputs)
     source, shrink_report = prepare(model, shrink)
     dense = convert(source, quantize, False, representative_data)
     decisions, notes, sparse_data, values = [], [], None, {}

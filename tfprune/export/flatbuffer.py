@@ -33,12 +33,14 @@ nothing here imports Keras or runs a model.
 
 import dataclasses
 import pathlib
+import struct
 
 import numpy as np
 
 __all__ = [
     "read",
     "decode",
+    "CorruptFile",
     "FlatModel",
     "TensorInfo",
     "OpInfo",
@@ -49,6 +51,10 @@ __all__ = [
 
 DENSE = "dense"
 CSR = "CSR"
+
+
+class CorruptFile(ValueError):
+    """Bytes that are not a whole TFLite flatbuffer (truncated, or not one at all)."""
 
 
 def schema():
@@ -172,10 +178,20 @@ class FlatModel:
         self.size = len(self.data)
         s = schema()
         if len(self.data) < 8 or self.data[4:8] != b"TFL3":
-            raise ValueError(
+            raise CorruptFile(
                 "Not a TFLite flatbuffer (file identifier 'TFL3' missing). "
                 f"Received {len(self.data)} bytes starting with {self.data[:8]!r}"
             )
+        try:
+            self._parse(s)
+        except (struct.error, IndexError, KeyError, ValueError, UnicodeDecodeError) as e:
+            if isinstance(e, CorruptFile):
+                raise
+            raise CorruptFile(
+                f"truncated or corrupt flatbuffer ({len(self.data):,} bytes; reading it "
+                f"failed: {' '.join(str(e).split())})") from None
+
+    def _parse(self, s):
         self._model = s.Model.GetRootAs(self.data, 0)
         self.tensors, self.ops = [], []
         types = _names(s.TensorType)
@@ -205,6 +221,10 @@ class FlatModel:
             return None
         b = self._model.Buffers(index)
         if b.Offset() > 1:  # large models keep data outside the flatbuffer
+            if b.Offset() + b.Size() > len(self.data):
+                raise CorruptFile(f"buffer {index} ends at byte {b.Offset() + b.Size():,}, "
+                                  f"past the end of the file ({len(self.data):,} bytes): "
+                                  "truncated")
             return memoryview(self.data)[b.Offset():b.Offset() + b.Size()]
         if b.DataLength() == 0:
             return None

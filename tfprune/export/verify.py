@@ -15,7 +15,7 @@ import warnings
 
 import numpy as np
 
-__all__ = ["interpreter_api", "FileRunner", "compare", "TOLERANCE"]
+__all__ = ["interpreter_api", "FileRunner", "compare", "check_model_inputs", "TOLERANCE"]
 
 # Relative limits (times max(1, max|keras|)) that make a float export fail.
 TOLERANCE = {None: 1e-4, "float16": 1e-2}
@@ -91,6 +91,55 @@ def order_inputs(runner, model, arrays):
         by_name = dict(zip(keras_names, arrays))
         return [by_name[n] for n in names]
     return arrays
+
+
+def _shape(a):
+    return tuple(np.shape(a))
+
+
+def check_model_inputs(model, data, where, labels=None):
+    """Raise ValueError (starting with `where`) unless `data` fits `model`'s inputs:
+    one array per input (an array, a list in input order, or a dict by input
+    name), each with the input's rank and known dimensions. Callables (TF-style
+    generators) and models without known inputs are not checked.
+
+    `labels`: names of the arrays in the message (e.g. the keys of a .npz file).
+    """
+    if data is None or callable(data):
+        return
+    try:
+        specs = [(t.name, tuple(t.shape)) for t in model.inputs]
+    except (AttributeError, ValueError, TypeError):
+        return
+    if not specs:
+        return
+    if isinstance(data, dict):
+        missing = [n for n, _ in specs if n not in data]
+        extra = [k for k in data if k not in dict(specs)]
+        if missing or extra:
+            raise ValueError(
+                f"{where} has arrays {sorted(map(str, data))}; the model's inputs are "
+                f"{[n for n, _ in specs]} (missing {missing}, unknown {extra}).")
+        pairs = [(repr(n), data[n]) for n, _ in specs]
+    else:
+        arrays = list(data) if isinstance(data, (list, tuple)) else [data]
+        names = list(labels) if labels is not None and len(labels) == len(arrays) else [
+            f"#{i}" for i in range(len(arrays))]
+        pairs = [(repr(n) if labels is not None else n, a) for n, a in zip(names, arrays)]
+    wanted = ", ".join(f"{n!r} of shape {shape}" for n, shape in specs)
+    have = ", ".join(f"{n} of shape {_shape(a)}" for n, a in pairs)
+    if len(pairs) != len(specs):
+        raise ValueError(f"{where} holds {len(pairs)} array(s) ({have}); the model takes "
+                         f"{len(specs)} input(s) ({wanted}).")
+    for (label, a), (name, shape) in zip(pairs, specs):
+        got = _shape(a)
+        if len(got) != len(shape) or any(d is not None and d != g
+                                          for d, g in zip(shape[1:], got[1:])):
+            raise ValueError(f"{where}: array {label} has shape {got}, which does not fit "
+                             f"the model's input {name!r} of shape {shape} (first axis: "
+                             "the samples).")
+        if len(got) and got[0] == 0:
+            raise ValueError(f"{where}: array {label} holds no samples (shape {got}).")
 
 
 def generated_inputs(runner, n=8, seed=0):
