@@ -59,6 +59,9 @@ def _result(result):
 def _check_path(path):
     if path is None:
         return None
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"Argument `path` must be None or a file path ending in one of "
+                        f"{_SUFFIXES}. Received: path={path!r}")
     path = pathlib.Path(path)
     if path.suffix.lower() not in _SUFFIXES:
         raise ValueError(f"Argument `path` must end in one of {_SUFFIXES}. Received: path={str(path)!r}")

@@ -76,7 +76,9 @@ def run(model, data, sparsities=DEFAULT_SPARSITIES, granularities=("weight", "un
     methods = check_choices("methods", methods, oneshot.METHODS)
     oneshot.check_choice("scope", scope, oneshot.SCOPES)
     seeds = check_seeds(seeds)
-    batch_size, samples, out = check_common(batch_size, samples, out, data)
+    batch_size, samples, out = check_common(batch_size, samples, out, data, resume=resume,
+                                            progress=progress, sizes=sizes,
+                                            skip_output_layer=skip_output_layer)
     options = None if finetune is None else finetune_lib.FinetuneOptions(finetune)
     if options is not None and "magnitude" not in methods:
         raise ValueError("Argument `finetune` makes fine-tuned magnitude curves: include "

@@ -236,6 +236,31 @@ def resolve_data(data, model, split="test", samples=None):
     return out
 
 
+def check_fits(data, model):
+    """ValueError naming `data` unless its arrays fit the model's inputs (one array
+    per input, the input's rank and known dimensions); datasets and models
+    without known inputs are left to Keras."""
+    if data.dataset is not None:
+        return
+    try:
+        shapes = [tuple(t.shape) for t in model.inputs]
+    except (AttributeError, ValueError, TypeError):
+        return
+    xs = list(data.x) if isinstance(data.x, (list, tuple)) else [data.x]
+    where = "" if data.name.startswith("arrays") else f" (data: {data.name})"
+    if len(xs) != len(shapes):
+        raise ValueError(f"Argument `data` has {len(xs)} input array(s); model "
+                         f"{model.name!r} takes {len(shapes)} input(s) of shapes "
+                         f"{shapes}{where}.")
+    for i, (x, shape) in enumerate(zip(xs, shapes)):
+        got = tuple(np.shape(x))
+        if len(got) != len(shape) or any(d is not None and d != g
+                                          for d, g in zip(shape[1:], got[1:])):
+            which = f"x[{i}]" if len(xs) > 1 else "x"
+            raise ValueError(f"Argument `data`: {which} has shape {got}, which does not fit "
+                             f"the input shape {shape} of model {model.name!r}{where}.")
+
+
 def _output_activation(model):
     layer = model.layers[-1] if getattr(model, "layers", None) else None
     return getattr(getattr(layer, "activation", None), "__name__", "")

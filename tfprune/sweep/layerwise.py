@@ -57,7 +57,9 @@ def sensitivity(model, data, layers=None, sparsities=DEFAULT_SPARSITIES, granula
     seeds = check_seeds(seeds)
     tolerance = check_tolerance(tolerance)
     layers = oneshot.check_layers(layers)
-    batch_size, samples, out = check_common(batch_size, samples, out, data)
+    batch_size, samples, out = check_common(batch_size, samples, out, data, resume=resume,
+                                            progress=progress, sizes=sizes,
+                                            skip_output_layer=skip_output_layer)
 
     runner = Runner(model, data, metrics, evaluate, batch_size, samples, sizes)
     everything = oneshot.OneShot(runner.working, granularity, scope, skip_output_layer, layers)

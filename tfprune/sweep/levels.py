@@ -19,7 +19,7 @@ from tfprune.sweep.result import HEAD, TAIL
 
 __all__ = ["Runner", "Progress", "check_levels", "check_choices", "check_seeds",
            "check_batch_size", "check_samples", "check_out", "check_tolerance",
-           "check_common", "DEFAULT_SPARSITIES"]
+           "check_common", "check_flag", "check_metrics", "DEFAULT_SPARSITIES"]
 
 NO_LAYER = object()  # records of `run` have no "layer" field
 DEFAULT_SPARSITIES = (0.25, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.97, 0.99)
@@ -105,9 +105,32 @@ def check_tolerance(tolerance):
     return float(tolerance)
 
 
-def check_common(batch_size, samples, out, data):
-    """The arguments `run` and `sensitivity` share, checked before any work."""
+def check_flag(name, value):
+    """`value` as a bool; TypeError for anything else (`sizes="no"` is not True)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"Argument `{name}` must be True or False. Received: {name}={value!r}")
+    return bool(value)
+
+
+def check_metrics(metrics):
+    """None, or a list of metrics (a single string or metric object is one metric)."""
+    if metrics is None:
+        return None
+    if isinstance(metrics, (str, keras.metrics.Metric)) or callable(metrics):
+        return [metrics]
+    if isinstance(metrics, dict) or not hasattr(metrics, "__iter__"):
+        raise TypeError(f"Argument `metrics` must be None or a list of metrics (names, "
+                        f"keras.metrics.Metric objects or functions). Received: "
+                        f"metrics={metrics!r}")
+    return list(metrics)
+
+
+def check_common(batch_size, samples, out, data, **flags):
+    """The arguments `run` and `sensitivity` share, checked before any work
+    (`flags`: boolean arguments by name)."""
     inputs.check_arrays(data)
+    for name, value in flags.items():
+        check_flag(name, value)
     return check_batch_size(batch_size), check_samples(samples), check_out(out)
 
 
@@ -131,10 +154,12 @@ class Runner:
                             f"Received: evaluate={evaluate!r}")
         self.batch_size = check_batch_size(batch_size)
         samples = check_samples(samples)
+        metrics = check_metrics(metrics)
         inputs.check_arrays(data)
         self.source = inputs.load_model(model)
         self.raw_data = data
         self.data = inputs.resolve_data(data, self.source, "test", samples)
+        inputs.check_fits(self.data, self.source)
         self.custom_evaluate = evaluate
         self.working = inputs.working_copy(self.source, self.data, metrics,
                                            compile=evaluate is None)

@@ -67,6 +67,8 @@ def higher_is_better(metric):
 
 def write_atomic(path, text):
     """Write `text` to `path` through a temporary file in the same folder + rename."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"Argument `path` must be a file path. Received: path={path!r}")
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -146,6 +148,19 @@ class SweepResult:
         when several results were merged), or None."""
         return next((s for s in self.summary() if s.get("granularity") is None), None)
 
+    def check_metric(self, metric):
+        """`metric`, or the default one for None; an error naming it unless it is
+        one of `metrics` (TypeError for a non-string)."""
+        if metric is None:
+            return self.default_metric()
+        if not isinstance(metric, str):
+            raise TypeError(f"Argument `metric` must be a metric name, one of {self.metrics}. "
+                            f"Received: metric={metric!r}")
+        if metric not in self.metrics:
+            raise ValueError(f"Argument `metric` must be one of {self.metrics}. "
+                             f"Received: metric={metric!r}")
+        return metric
+
     def default_metric(self):
         """The first reported metric that is not the loss (else the loss)."""
         return next((m for m in self.metrics if m != "loss"), self.metrics[0] if self.metrics else None)
@@ -201,7 +216,7 @@ class SweepResult:
         which every level is within `tolerance` of dense (0.0 if none is), the
         metric read as higher-is-better unless it is a loss/error; `worst` the
         metric at the highest level."""
-        metric = metric or self.default_metric()
+        metric = self.check_metric(metric)
         dense = self.dense[metric] if self.dense else None
         sign = 1.0 if higher_is_better(metric) else -1.0
         rows = []
@@ -232,7 +247,7 @@ class SweepResult:
 
     def table(self, metric=None):
         """The summary as a text table (mean ± std over seeds)."""
-        metric = metric or self.default_metric()
+        metric = self.check_metric(metric)
         pct = metric is not None and higher_is_better(metric) and "acc" in metric
         cols = (["layer"] if self.kind == "sensitivity" else []) + [
             "sparsity", "granularity", "method", "finetune", metric or "-", "measured",
@@ -292,6 +307,9 @@ class SweepResult:
     @classmethod
     def load(cls, path):
         """Read a result written by `to_csv`, `to_json`, or a sweep's `out` folder."""
+        if not isinstance(path, (str, os.PathLike)):
+            raise TypeError(f"Argument `path` must be a .csv/.json file or a sweep folder. "
+                            f"Received: path={path!r}")
         path = pathlib.Path(path)
         if path.is_dir():
             from tfprune.sweep.store import Store
@@ -301,7 +319,13 @@ class SweepResult:
             raise FileNotFoundError(f"Argument `path` must be an existing .csv/.json file or "
                                     f"a sweep folder. Received: path={str(path)!r}")
         if path.suffix == ".json":
-            data = json.loads(path.read_text())
+            try:
+                data = json.loads(path.read_text())
+            except (json.JSONDecodeError, UnicodeDecodeError) as e:
+                raise ValueError(f"File {str(path)!r} is not valid JSON ({e}).") from None
+            if not isinstance(data, dict) or not isinstance(data.get("records"), list):
+                raise ValueError(f"File {str(path)!r} is not a sweep result (no `records` "
+                                 "list): write it with `SweepResult.to_json`.")
             return cls(data["records"], data.get("kind", "sweep"), data.get("metrics"),
                        data.get("config"))
         if path.suffix == ".csv":
