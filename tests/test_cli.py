@@ -158,6 +158,10 @@ def test_errors_raised_by_a_command_are_one_line(monkeypatch, capsys, tmp_path):
     ("E0000 00:00:1796117232.281357   18741 other.cc:52] a real error\n", 2, True),
     ("To enable the following instructions: AVX2 FMA, in other operations, rebuild\n", 2, False),
     ("/x/y.py:3: DeprecationWarning: something\n", 2, True),
+    ("fully_quantize: 0, inference_type: 6, input_inference_type: FLOAT32, "
+     "output_inference_type: FLOAT32\n", 2, False),
+    ("INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\n", 1, False),
+    ("INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\n", 0, True),
 ])
 def test_native_start_up_noise_filter(line, level, kept):
     assert cli._keep(line, level) is kept

@@ -48,6 +48,36 @@ def test_export_json_int8_with_calibration(saved, tmp_path, capsys, rng):
     assert report["verification"]["samples"] == 32
 
 
+def test_int8_export_keeps_the_converters_info_lines_off_stderr(saved, tmp_path, capfd, rng,
+                                                                monkeypatch):
+    _, path = saved
+    cal = tmp_path / "cal.npz"
+    np.savez(cal, x=rng.standard_normal((16, 64)).astype("float32"))
+    argv = ["export", str(path), str(tmp_path / "q.tflite"), "--quantize", "int8",
+            "--calibration", str(cal)]
+    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "0")  # the user asked for everything
+    assert main(argv) == 0
+    assert "fully_quantize: 0" in capfd.readouterr().err
+    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "2")
+    assert main(argv) == 0
+    err = capfd.readouterr().err
+    assert "fully_quantize" not in err and "XNNPACK delegate" not in err, err
+
+
+def test_export_calibration_that_does_not_fit_the_model_is_one_line(saved, tmp_path, capfd):
+    _, path = saved
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, a=np.zeros((4, 64), "float32"), b=np.zeros((4, 3), "float32"))
+    wrong = tmp_path / "wrong.npz"
+    np.savez(wrong, x=np.zeros((4, 63), "float32"))
+    for npz, text in ((bad, "2 array(s)"), (wrong, "(4, 63)")):
+        code = main(["export", str(path), str(tmp_path / "q.tflite"), "--quantize", "int8",
+                     "--calibration", str(npz)])
+        err = capfd.readouterr().err.strip().splitlines()
+        assert code == 2 and len(err) == 1 and npz.name in err[0] and text in err[0], err
+    assert not list(tmp_path.glob("*.tflite"))
+
+
 def test_export_user_errors_are_one_line_before_any_work(saved, tmp_path, capsys):
     _, path = saved
     _one_line_error(capsys, ["export", str(path), str(tmp_path / "q.tflite"), "--quantize",

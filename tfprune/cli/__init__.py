@@ -48,6 +48,7 @@ __all__ = [
     "nonnegative_int",
     "existing_path",
     "output_directory",
+    "quiet_native_output",
 ]
 
 # Module names in tfprune.cli, in the order `tfprune --help` lists them.
@@ -236,10 +237,15 @@ _BENIGN_ERRORS = re.compile(
     r"failed call to cuInit|Unable to register cu(DNN|FFT|BLAS) factory|"
     r"computation placer already registered")
 _SEVERITY = {"I": 0, "W": 1, "E": 2, "F": 3}
+# Informational lines the TFLite converter and interpreter print natively on every
+# run (the int8 calibrator's settings, LiteRT's delegate notice): dropped at >= 1.
+_CONVERTER_INFO = re.compile(
+    r"^(fully_quantize: \d+, inference_type: \d+, |INFO: Created TensorFlow Lite XNNPACK "
+    r"delegate for CPU\.)")
 
 
 def _keep(line, level):
-    if _PRE_INIT.match(line) or _CONTINUATION.match(line):
+    if _PRE_INIT.match(line) or _CONTINUATION.match(line) or _CONVERTER_INFO.match(line):
         return level < 1
     match = _ABSL_LINE.match(line)
     if not match:
@@ -270,6 +276,24 @@ def _native_stderr_filtered(level):
             if kept:
                 sys.stderr.write("".join(kept))
                 sys.stderr.flush()
+
+
+def _log_level():
+    try:
+        return int(os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"))
+    except ValueError:
+        return 0
+
+
+def quiet_native_output():
+    """A context manager for a command's heavy work: native INFO lines (the TFLite
+    converter's and interpreter's) are dropped from stderr at TF_CPP_MIN_LOG_LEVEL
+    >= 1 (2 unless the user set it); everything else is passed through when the
+    block ends."""
+    level = _log_level()
+    if level < 1:
+        return contextlib.nullcontext()
+    return _native_stderr_filtered(level)
 
 
 class _QuietLoader:

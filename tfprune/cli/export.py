@@ -4,7 +4,7 @@ import argparse
 import json
 import os
 
-from tfprune.cli import existing_path
+from tfprune.cli import existing_path, quiet_native_output
 
 _SPARSE = {"auto": "auto", "on": True, "off": False}
 _MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
@@ -180,8 +180,10 @@ def run(args):
     calibration = _model_inputs(args.calibration, "--calibration", model) \
         if args.calibration else None
     samples = _model_inputs(args.samples, "--samples", model) if args.samples else None
-    report = to_tflite(model, args.output, sparse=_SPARSE[args.sparse], shrink=args.shrink,
-                       quantize=args.quantize, representative_data=calibration,
-                       verify=args.verify, sample_inputs=samples, xnnpack=args.xnnpack)
+    with quiet_native_output():  # the converter's "fully_quantize: 0, ..." lines
+        report = to_tflite(model, args.output, sparse=_SPARSE[args.sparse],
+                           shrink=args.shrink, quantize=args.quantize,
+                           representative_data=calibration, verify=args.verify,
+                           sample_inputs=samples, xnnpack=args.xnnpack)
     print(json.dumps(report.to_dict(), indent=1) if args.json else report.table())
     return 0
