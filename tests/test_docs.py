@@ -17,7 +17,7 @@ MODULES = [
     "tfprune.sweep.models",
     "tfprune.h5", "tfprune.h5.options", "tfprune.h5.config", "tfprune.h5.formats",
     "tfprune.h5.plan", "tfprune.h5.select", "tfprune.h5.stream", "tfprune.h5.rewrite",
-    "tfprune.h5.report", "tfprune.atomic", "tfprune.graph", "tfprune.shrink",
+    "tfprune.h5.report", "tfprune.atomic", "tfprune.graph", "tfprune.shrink", "tfprune.modelfiles",
 ]
 
 
