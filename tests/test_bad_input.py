@@ -128,29 +128,16 @@ API = [
         [__import__("tf_keras").layers.Dense(2, input_shape=(3,))])), TypeError,
       "Received: to_prune=<tf_keras", id="prune-tf_keras-model"),
     P(lambda d: tfprune.prune_low_magnitude([L.Dense(3), 3]), TypeError, "3",
-      id="prune-list-with-int",
-      marks=xfail("lead", "prune.prune_low_magnitude([Dense(3), 3]) returns a list with the "
-                  "int passed through, no error; each list item must be a layer (TypeError "
-                  "naming it)")),
+      id="prune-list-with-int"),
     P(lambda d: tfprune.prune_low_magnitude(_model(), block_size=(1, 4), block_pooling_type=3),
-      TypeError, "block_pooling_type=3", id="prune-pooling-int",
-      marks=xfail("lead", "masks.granularity.Block raises ValueError for a non-string "
-                  "block_pooling_type (a wrong type: TypeError)")),
+      TypeError, "block_pooling_type=3", id="prune-pooling-int"),
     # PruneLowMagnitude
     P(lambda d: tfprune.PruneLowMagnitude("dense"), TypeError, "layer='dense'",
-      id="wrapper-layer-str",
-      marks=xfail("lead", "wrappers/layer.py PruneLowMagnitude raises ValueError for a "
-                  "non-layer `layer` (a wrong type: TypeError; ValueError only for a Keras "
-                  "layer that is not prunable)")),
+      id="wrapper-layer-str"),
     P(lambda d: tfprune.PruneLowMagnitude(None), TypeError, "layer=None",
-      id="wrapper-layer-None",
-      marks=xfail("lead", "wrappers/layer.py PruneLowMagnitude(None) raises ValueError "
-                  "(a wrong type: TypeError)")),
+      id="wrapper-layer-None"),
     P(lambda d: tfprune.PruneLowMagnitude(L.Dense(3), {"class_name": "Nope", "config": {}}),
-      ValueError, "Nope", id="wrapper-schedule-unknown-class",
-      marks=xfail("lead", "schedules.deserialize of a config whose class_name is unknown "
-                  "lets Keras's TypeError 'Could not locate class' through; a dict of the "
-                  "right form with a wrong class is a ValueError naming `pruning_schedule`")),
+      ValueError, "Nope", id="wrapper-schedule-unknown-class"),
     # schedules
     P(lambda d: tfprune.ConstantSparsity(0.5, 0, frequency=2.5), TypeError, "frequency=2.5",
       id="constant-frequency-float"),
@@ -168,22 +155,13 @@ API = [
       id="schedule-deserialize-str"),
     # strip_pruning
     P(lambda d: tfprune.strip_pruning(str(d / "m.keras")), TypeError, "m.keras",
-      id="strip-path",
-      marks=xfail("lead", "prune.strip_pruning raises ValueError for a non-model argument (a "
-                  "path string): a wrong type is a TypeError")),
-    P(lambda d: tfprune.strip_pruning(None), TypeError, "model=None", id="strip-None",
-      marks=xfail("lead", "prune.strip_pruning(None) raises ValueError (a wrong type: "
-                  "TypeError)")),
+      id="strip-path"),
+    P(lambda d: tfprune.strip_pruning(None), TypeError, "model=None", id="strip-None"),
     # masks
     P(lambda d: tfprune.masks.Block((1, 4), 3), TypeError, "block_pooling_type=3",
-      id="masks-block-pooling-int",
-      marks=xfail("lead", "masks.granularity.Block raises ValueError for pooling=3 (a wrong "
-                  "type: TypeError)")),
+      id="masks-block-pooling-int"),
     P(lambda d: tfprune.masks.MByN("2", 4), TypeError, "'2'", id="masks-m_by_n-str"),
-    P(lambda d: tfprune.check_m_by_n("w", 2, 4), TypeError, "'w'", id="check_m_by_n-str",
-      marks=xfail("lead", "masks.granularity.check_m_by_n('w') raises ValueError 'must have "
-                  "rank >= 2. Received shape ()' (np.asarray of a string): a non-array is a "
-                  "TypeError naming the value")),
+    P(lambda d: tfprune.check_m_by_n("w", 2, 4), TypeError, "'w'", id="check_m_by_n-str"),
     P(lambda d: tfprune.check_m_by_n(np.ones(8), 2, 4), ValueError, "(8,)",
       id="check_m_by_n-vector"),
     # shrink

@@ -221,6 +221,11 @@ def prune_low_magnitude(
     )
 
     if isinstance(to_prune, (list, tuple)):
+        for i, item in enumerate(to_prune):
+            if not isinstance(item, keras.layers.Layer):
+                raise TypeError(
+                    "Argument `to_prune` must be a Keras layer, a list of Keras layers or a "
+                    f"model. Received: to_prune[{i}]={item!r}")
         _refuse_pruned(to_prune, options)
         out = [
             _wrap(layer, options, {}) if _prunable(layer, options) else layer
@@ -495,7 +500,7 @@ def strip_pruning(model):
             _inner_with_masks(model, new)
         return new
     if not isinstance(model, keras.Model):
-        raise ValueError(
+        raise TypeError(
             f"Argument `model` must be a Keras model or a PruneLowMagnitude layer. "
             f"Received: model={model!r}"
         )

@@ -345,7 +345,22 @@ def deserialize(config):
     name = str(config["class_name"]).split(">")[-1]
     if name in _BUILT_IN and "module" not in config:
         return _BUILT_IN[name].from_config(config.get("config", {}))
-    return keras.saving.deserialize_keras_object(config)
+    try:
+        schedule = keras.saving.deserialize_keras_object(config)
+    except TypeError as e:
+        if "Could not locate" not in str(e):  # the class's own argument checks
+            raise
+        raise ValueError(  # a config of the right form naming an unknown class
+            f"Argument `pruning_schedule` names an unknown schedule class "
+            f"{config['class_name']!r} (register it with "
+            f"`keras.saving.register_keras_serializable`). Received: pruning_schedule={config!r}"
+        ) from e
+    if not isinstance(schedule, PruningSchedule):
+        raise TypeError(
+            "Argument `pruning_schedule` must deserialize to a `PruningSchedule`. "
+            f"Received: pruning_schedule={config!r} (a {type(schedule).__name__})"
+        )
+    return schedule
 
 
 def decide(schedule, step):

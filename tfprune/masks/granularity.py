@@ -110,7 +110,7 @@ class Block(Granularity):
     def __init__(self, block_size=(1, 4), pooling="AVG"):
         self.block_size = _check_pair(block_size, "block_size")
         if not isinstance(pooling, str) or pooling.upper() not in POOLING_TYPES:
-            raise ValueError(
+            raise (ValueError if isinstance(pooling, str) else TypeError)(
                 f"Argument `block_pooling_type` must be one of {POOLING_TYPES}. "
                 f"Received: block_pooling_type={pooling!r}"
             )
@@ -234,6 +234,10 @@ def check_m_by_n(weights, m=2, n=4):
     (True, False)
     """
     MByN(m, n)  # validates
+    if not hasattr(weights, "shape") and not isinstance(weights, (list, tuple)):
+        raise TypeError(
+            f"Argument `weights` must be an array (a kernel of rank >= 2). Received: weights={weights!r}"
+        )
     w = np.asarray(weights)
     if w.ndim < 2:
         raise ValueError(f"Argument `weights` must have rank >= 2. Received shape {w.shape}")

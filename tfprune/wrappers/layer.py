@@ -142,7 +142,9 @@ class PruneLowMagnitude(keras.layers.Wrapper):
                 f"Layer `{layer.name}` is already wrapped for pruning; strip it first "
                 f"(`tfprune.strip_pruning`). Received: layer={layer!r}"
             )
-        spec = registry.get_spec(layer) if isinstance(layer, keras.layers.Layer) else None
+        if not isinstance(layer, keras.layers.Layer):
+            raise TypeError(f"Argument `layer` must be a Keras layer. Received: layer={layer!r}")
+        spec = registry.get_spec(layer)
         if spec is None:
             raise ValueError(
                 "Argument `layer` must be a prunable Keras layer (Dense, EinsumDense, "
