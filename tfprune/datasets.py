@@ -117,6 +117,11 @@ def _find_idx(directory, stem):
 
 
 def _read_npz(path):
+    import zipfile
+
+    if os.path.isfile(path) and not zipfile.is_zipfile(path):
+        raise ValueError(f"Could not read {str(path)!r} as .npz: not a zip archive (empty, "
+                         "truncated, or not written by np.savez).")
     try:  # not a zip: OSError/EOFError, or ValueError ("pickled data"); a .npy: TypeError
         with np.load(path, allow_pickle=False) as f:
             files = sorted(f.files)

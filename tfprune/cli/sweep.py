@@ -29,6 +29,12 @@ def data_source(text):
     if text in LOADERS:
         return text
     if text.lower().endswith(".npz") and os.path.isfile(text):
+        import zipfile
+
+        if not zipfile.is_zipfile(text):
+            raise argparse.ArgumentTypeError(
+                f"not a .npz file (not a zip archive; write it with np.savez). "
+                f"Received: {text!r}")
         return text
     raise argparse.ArgumentTypeError(
         f"must be one of {', '.join(LOADERS)} or an existing .npz file (x_test/y_test or x/y, "

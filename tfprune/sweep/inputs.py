@@ -151,15 +151,23 @@ def prepare_images(x, model, where):
 def _from_npz(path, split):
     """`x_<split>`/`y_<split>`; for the test split also plain `x`/`y` (never for
     training: fine-tuning on the evaluation data would be a silent leak)."""
+    import zipfile
+
     pairs = [(f"x_{split}", f"y_{split}")] + ([("x", "y")] if split == "test" else [])
-    with np.load(path, allow_pickle=False) as f:
-        for xk, yk in pairs:
-            if xk in f.files and yk in f.files:
-                return f[xk], f[yk]
-        wanted = " or ".join(f"{x}/{y}" for x, y in pairs)
-        raise ValueError(
-            f"File {str(path)!r} has no {wanted} arrays (has {sorted(f.files)})."
-        )
+    if not zipfile.is_zipfile(path):  # empty, truncated, a .npy or text renamed
+        raise ValueError(f"File {str(path)!r} is not a .npz archive (not a zip file: write "
+                         "it with np.savez).")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            for xk, yk in pairs:
+                if xk in f.files and yk in f.files:
+                    return f[xk], f[yk]
+            files = sorted(f.files)
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile) as e:  # object arrays...
+        raise ValueError(f"Could not read {str(path)!r} as a .npz of arrays: "
+                         f"{' '.join(str(e).split())}") from None
+    wanted = " or ".join(f"{x}/{y}" for x, y in pairs)
+    raise ValueError(f"File {str(path)!r} has no {wanted} arrays (has {files}).")
 
 
 def _describe(a):
