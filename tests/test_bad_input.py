@@ -263,6 +263,10 @@ API = [
       "metric='nope'", id="result-table-unknown-metric"),
     P(lambda d: sweep.SweepResult([]).to_csv(42), TypeError, "path=42", id="result-to-csv-int"),
     P(lambda d: sweep.SweepResult.load(42), TypeError, "path=42", id="result-load-int"),
+    P(lambda d: sweep.run(_loaded(d), d / "empty.npz", sparsities=(0.5,), progress=False),
+      ValueError, "empty.npz", id="sweep-data-empty-npz"),
+    P(lambda d: sweep.run(_loaded(d), d / "garbage.npz", sparsities=(0.5,), progress=False),
+      ValueError, "garbage.npz", id="sweep-data-not-a-zip"),
 ]
 
 
@@ -337,6 +341,8 @@ CLI = [
        "--quiet"], "'nope'", slow=True, id="sensitivity-unknown-layer"),
     C(["sweep", "trunc.keras", "--data", "d.npz", "--out", "sw"], "'trunc.keras'",
       must_not=NOT_FOUND, id="sweep-model-truncated"),
+    C(["sweep", "m.keras", "--data", "empty.npz", "--out", "sw"], "'empty.npz'",
+      id="sweep-data-empty-npz"),
     C(["sensitivity", "text.h5", "--data", "d.npz", "--out", "se"], "'text.h5'",
       id="sensitivity-model-text-h5"),
     # demo
