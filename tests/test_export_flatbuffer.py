@@ -71,3 +71,23 @@ def test_not_a_tflite_file_is_a_clear_error(tmp_path):
         flatbuffer.read(b"PK\x03\x04 not a model")
     with pytest.raises(FileNotFoundError, match="No such TFLite file"):
         flatbuffer.read(tmp_path / "missing.tflite")
+
+
+@pytest.mark.parametrize("keep", [0.3, 0.6, 0.9, 0.99])
+def test_a_truncated_file_is_a_corrupt_file_error_and_inspect_names_it(tmp_path, rng, keep):
+    from tfprune import export
+
+    data = U.raw_convert(U.block_prune(U.mlp(), (1, 1), 0.9, rng))
+    cut = data[: int(len(data) * keep)]
+    with pytest.raises(flatbuffer.CorruptFile, match="truncated or corrupt"):
+        flatbuffer.read(cut)
+    path = tmp_path / "cut.tflite"
+    path.write_bytes(cut)
+    with pytest.raises(ValueError, match="cut.tflite' is not a valid TFLite file"):
+        export.inspect(path)
+
+
+def test_a_tfl3_header_without_a_model_is_a_corrupt_file_error():
+    for data in (b"\0\0\0\0TFL3" + b"\xff" * 20, b"\x08\0\0\0TFL3" + b"\0" * 20):
+        with pytest.raises(flatbuffer.CorruptFile, match="no subgraph"):
+            flatbuffer.read(data)

@@ -198,6 +198,8 @@ class FlatModel:
         opnames = _names(s.BuiltinOperator)
         codes = []
         m = self._model
+        if m.SubgraphsLength() < 1:
+            raise CorruptFile("the flatbuffer holds no subgraph (not a model)")
         for i in range(m.OperatorCodesLength()):
             oc = m.OperatorCodes(i)
             code = max(oc.BuiltinCode(), oc.DeprecatedBuiltinCode())
