@@ -68,6 +68,8 @@ def folder(tmp_path_factory):
     (d / "trunc.keras").write_bytes(blob[: len(blob) // 2])
     (d / "text.keras").write_text("not a model\n")
     (d / "text.h5").write_text("not hdf5\n")
+    with __import__("zipfile").ZipFile(d / "badconfig.keras", "w") as z:  # a zip, bad JSON
+        z.writestr("config.json", "{not json")
     (d / "text.tflite").write_text("not a flatbuffer\n")
     (d / "empty.tflite").write_bytes(b"")
     (d / "empty.npz").write_bytes(b"")
@@ -267,6 +269,8 @@ API = [
       ValueError, "empty.npz", id="sweep-data-empty-npz"),
     P(lambda d: sweep.run(_loaded(d), d / "garbage.npz", sparsities=(0.5,), progress=False),
       ValueError, "garbage.npz", id="sweep-data-not-a-zip"),
+    P(lambda d: sweep.run(d / "badconfig.keras", _data(), sparsities=(0.5,), progress=False),
+      ValueError, "badconfig.keras", id="sweep-model-bad-config"),
 ]
 
 
@@ -318,6 +322,8 @@ CLI = [
       id="export-text-keras"),
     C(["export", "m.keras", "o.tflite", "--quantize", "int8", "--calibration", "bad.npz"],
       "bad.npz", slow=True, id="export-calibration-wrong-arrays"),
+    C(["report", "badconfig.keras"], "'badconfig.keras'", slow=True,
+      id="report-bad-config"),
     C(["export", "m.keras", "o.tflite", "--quantize", "int8", "--calibration", "garbage.npz"],
       "'garbage.npz'", id="export-calibration-not-a-zip"),
     C(["export", "m.keras", "o.tflite", "--samples", "bad.npz"], "bad.npz", slow=True,

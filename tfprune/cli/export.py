@@ -124,7 +124,11 @@ def load_saved_model(path):
     # from one whose module imports no wrappers: starting from PruneLowMagnitude
     # or sparsity_report hits a circular import in the lazy loader.
     tfprune.PolynomialDecay
-    return keras.models.load_model(path, compile=False)
+    try:
+        return keras.models.load_model(path, compile=False)
+    except (ValueError, TypeError, KeyError, OSError) as e:  # a config Keras cannot read
+        raise ValueError(f"Could not load {path!r} as a Keras model: "
+                         f"{' '.join(str(e).split()) or type(e).__name__}") from e
 
 
 def _arrays(path, flag):

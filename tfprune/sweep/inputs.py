@@ -44,7 +44,11 @@ def load_model(model):
         modelfiles.check_saved_model(model)  # missing, a directory, not .keras / HDF5
         import tfprune  # noqa: F401  (registers tfprune objects for loading)
 
-        return keras.models.load_model(path)
+        try:
+            return keras.models.load_model(path)
+        except (ValueError, TypeError, KeyError, OSError) as e:  # a config Keras cannot read
+            raise ValueError(f"Could not load model file {str(model)!r}: "
+                             f"{' '.join(str(e).split()) or type(e).__name__}") from e
     raise TypeError(f"Argument `model` must be a Keras model or a path. Received: model={model!r}")
 
 
