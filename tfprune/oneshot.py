@@ -77,7 +77,7 @@ def check_sparsity(sparsity, name="sparsity"):
     return float(sparsity)
 
 
-def _check_int(value, name, minimum):
+def check_int(value, name, minimum):
     """`int(value)`: TypeError for a non-integer (bool included), ValueError below
     `minimum`."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
@@ -88,11 +88,11 @@ def _check_int(value, name, minimum):
 
 
 def check_round_to(round_to):
-    return _check_int(round_to, "round_to", 1)
+    return check_int(round_to, "round_to", 1)
 
 
 def check_seed(seed):
-    return _check_int(seed, "seed", 0)
+    return check_int(seed, "seed", 0)
 
 
 @dataclasses.dataclass(eq=False)

@@ -62,25 +62,13 @@ def check_seeds(seeds):
     return seeds
 
 
-def _check_int(value, name, minimum):
-    """`int(value)`: TypeError for a non-integer (bool included), ValueError below
-    `minimum`."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"Argument `{name}` must be an integer >= {minimum}. "
-                        f"Received: {name}={value!r}")
-    if value < minimum:
-        raise ValueError(f"Argument `{name}` must be an integer >= {minimum}. "
-                         f"Received: {name}={value!r}")
-    return int(value)
-
-
 def check_batch_size(batch_size):
-    return _check_int(batch_size, "batch_size", 1)
+    return oneshot.check_int(batch_size, "batch_size", 1)
 
 
 def check_samples(samples):
     """None (every example) or an integer >= 1."""
-    return None if samples is None else _check_int(samples, "samples", 1)
+    return None if samples is None else oneshot.check_int(samples, "samples", 1)
 
 
 def check_out(out):
