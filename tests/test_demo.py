@@ -74,14 +74,21 @@ def test_demo_command_end_to_end_prints_each_heading_before_its_phase(small_mnis
     text = out.stdout
     assert "TOTAL" in text and "90.00%" in text
     assert "x faster" in text
-    headings = [m.start() for m in re.finditer(r"^\[\d/5\] ", text, re.M)]
-    assert len(headings) == 5
+    headings = [m.start() for m in re.finditer(r"^\[\d/7\] ", text, re.M)]
+    assert len(headings) == 7
     # Each heading comes before what its phase prints.
-    for heading, result in (("[1/5]", "MNIST: 500 train"), ("[2/5]", "dense:  test accuracy"),
-                            ("[3/5]", "pruned: test accuracy"),
-                            ("[4/5]", "Per-layer sparsity"), ("[5/5]", "shrunk: test accuracy")):
+    for heading, result in (("[1/7]", "MNIST: 500 train"), ("[2/7]", "dense:  test accuracy"),
+                            ("[3/7]", "pruned: test accuracy"),
+                            ("[4/7]", "Per-layer sparsity"), ("[5/7]", "shrunk: test accuracy"),
+                            ("[6/7]", "Saved the accuracy-vs-sparsity plot"),
+                            ("[7/7]", "mnist_mlp_pruned.tflite")):
         assert text.index(heading) < text.index(result), heading
     # Training progress (Keras's per-epoch lines) shows inside its phase.
-    assert text.index("[2/5]") < text.index("4/4 - ") < text.index("dense:  test accuracy")
-    assert (out_dir / "mnist_mlp_shrunk.keras").exists()
-    assert (out_dir / "mnist_mlp_pruned.keras").exists()
+    assert text.index("[2/7]") < text.index("4/4 - ") < text.index("dense:  test accuracy")
+    for name in ("mnist_mlp_shrunk.keras", "mnist_mlp_pruned.keras", "sweep.png",
+                 "mnist_mlp_pruned.tflite", "mnist_mlp_shrunk.tflite"):
+        assert (out_dir / name).stat().st_size > 0, name
+    assert (out_dir / "sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # Both files were run in the interpreter and agree with Keras (float32 export).
+    diffs = [float(d) for d in re.findall(r"max \|tflite - keras\| (\S+?),", text)]
+    assert len(diffs) == 2 and max(diffs) < 1e-4, text[-2000:]

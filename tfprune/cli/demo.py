@@ -47,8 +47,10 @@ def register(subparsers):
 
 def run(args):
     from tfprune import demo
+    from tfprune.cli import quiet_native_output
 
-    demo.run(output_dir=args.output_dir, sparsity=args.sparsity,
-             unit_sparsity=args.unit_sparsity, dense_epochs=args.dense_epochs,
-             prune_epochs=args.prune_epochs, samples=args.samples, data_path=args.data)
+    with quiet_native_output():  # the TFLite interpreter's "INFO: Created ... delegate"
+        demo.run(output_dir=args.output_dir, sparsity=args.sparsity,
+                 unit_sparsity=args.unit_sparsity, dense_epochs=args.dense_epochs,
+                 prune_epochs=args.prune_epochs, samples=args.samples, data_path=args.data)
     return 0
