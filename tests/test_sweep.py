@@ -444,6 +444,21 @@ def test_cli_bad_arguments_are_one_line_errors(saved, capsys, extra, message):
     assert not (saved / "out").exists()
 
 
+def test_cli_unknown_metric_is_one_line_and_the_rerun_resumes_from_the_records(saved, capsys):
+    from tfprune import cli
+
+    args = ["sweep", str(saved / "m.keras"), "--data", str(saved / "d.npz"), "--out",
+            str(saved / "out"), "--sparsities", "0.5", "--granularity", "weight", "--method",
+            "magnitude", "--no-sizes", "--quiet"]
+    assert cli.main(args + ["--metric", "nope"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--metric 'nope'" in err[0] and "resumes" in err[0], err
+    kept = (saved / "out" / "records.jsonl").read_text()
+    assert len(kept.splitlines()) == 2  # dense + 50%: kept for the rerun
+    assert cli.main(args) == 0
+    assert (saved / "out" / "records.jsonl").read_text() == kept  # resumed, nothing redone
+
+
 def test_fine_tuning_never_trains_on_the_evaluation_arrays_of_an_npz(data, tmp_path):
     np.savez(tmp_path / "only_test.npz", x=data[0], y=data[1])
     with pytest.raises(ValueError, match="no x_train/y_train arrays"):

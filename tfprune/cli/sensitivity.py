@@ -2,7 +2,7 @@
 
 import argparse
 
-from tfprune.cli.sweep import add_common
+from tfprune.cli.sweep import add_common, check_metric
 
 
 def tolerance(text):
@@ -50,6 +50,7 @@ def run(args):
         seeds=args.seeds, skip_output_layer=args.skip_output_layer, tolerance=args.tolerance,
         out=args.out, resume=args.resume, progress=not args.quiet, batch_size=args.batch_size,
         samples=args.samples)
+    check_metric(result, args)
     png = pathlib.Path(args.out) / "sensitivity.png"
     result.plot(metric=args.metric, tolerance=args.tolerance, path=png)
     metric = args.metric or result.default_metric()

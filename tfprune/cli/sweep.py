@@ -98,6 +98,16 @@ def add_common(p, methods):
     p.add_argument("--quiet", action="store_true", help="no progress bar (default: off)")
 
 
+def check_metric(result, args):
+    """ValueError for a --metric the run did not report (known only once it ran);
+    the records are kept in --out, so the rerun resumes."""
+    if args.metric is None or args.metric in result.metrics:
+        return
+    raise ValueError(f"--metric {args.metric!r} is not a metric of this run (it reported "
+                     f"{', '.join(result.metrics)}); the records are in {args.out!r}: rerun "
+                     "with one of those and the run resumes from them")
+
+
 def register(subparsers):
     p = subparsers.add_parser(
         "sweep",
@@ -141,6 +151,7 @@ def run(args):
         skip_output_layer=args.skip_output_layer, out=args.out, resume=args.resume,
         progress=not args.quiet, batch_size=args.batch_size, sizes=args.sizes,
         samples=args.samples)
+    check_metric(result, args)
     png = pathlib.Path(args.out) / "sweep.png"
     result.plot(metric=args.metric, x=args.x, path=png)
     print(result.table(args.metric))
