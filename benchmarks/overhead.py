@@ -1,367 +1,225 @@
 #!/usr/bin/env python
-"""Training overhead of pruning: tfprune on Keras 3 vs tfmot on tf_keras.
+"""Training overhead of pruning on every Keras 3 backend, and mask-update time vs tfmot.
 
-Two measurements, in one Python process:
+The Keras backend is fixed per process, so this script starts one subprocess per
+backend (`overhead_worker.py`, `KERAS_BACKEND` set), each doing its own
+interleaved measurements, and collects their JSON into one table:
 
 1. Epoch time of the seed MLP (Dense 1000-1000-500-200-10 on flattened 784-pixel
-   MNIST, no biases, relu, softmax output; Adam, batch 128, sparse categorical
-   cross-entropy + accuracy) trained four ways on the same batches and the same
-   initial weights:
+   MNIST, no biases, relu, softmax output; Adam(1e-3), batch 128, sparse
+   categorical cross-entropy + accuracy), plain Keras 3 vs
+   `tfprune.prune_low_magnitude` of it, on the same backend and compile mode:
 
-       keras3   plain Keras 3 model
-       tfprune  tfprune.prune_low_magnitude(keras3 model)
-       tf_keras plain tf_keras (Keras 2) model
-       tfmot    tfmot.sparsity.keras.prune_low_magnitude(tf_keras model)
+       TF graph     KERAS_BACKEND=tensorflow, compile(jit_compile=False)
+       TF + XLA     KERAS_BACKEND=tensorflow, compile(jit_compile=True)
+       JAX          KERAS_BACKEND=jax (Keras's jitted stateless train step)
+       torch        KERAS_BACKEND=torch (eager)
+       tfmot        tf_keras vs tfmot on tf_keras, in the TensorFlow process (reference)
 
-   Both pruned models use PolynomialDecay(0 -> 0.9, begin_step=0, end_step = the
-   steps of the whole run rounded down to a multiple of 100, frequency=100). An
-   epoch is 25,600 samples (200 batches), so every timed epoch holds exactly two
-   mask updates: the rate a real run has. Each model first trains one warm-up
-   epoch (tracing, excluded); then `--repeats` rounds each train one epoch per
-   model, in an order rotated every round (interleaved, so load from other
-   processes hits all variants alike). Reported: median epoch wall time and
-   process CPU time, and the overhead ratios tfprune/keras3 and tfmot/tf_keras
-   (ratio of medians, and the median of the per-round ratios). `--breakdown` adds
-   two diagnostic tfprune variants (no mask updates; no updates and no mask
-   constraint) that show where tfprune's overhead goes.
+   Every variant starts from the same initial weights (drawn here with NumPy and
+   shared through a file) and trains on the same batches in the same order (the
+   first `--samples` MNIST images, no shuffling). Pruned models use
+   PolynomialDecay(0 -> 0.9, begin_step=0, end_step = the steps of the whole run
+   rounded down to a multiple of 100, frequency=100); an epoch is 200 batches, so
+   every timed epoch holds exactly two mask updates, the rate of a real run. Each
+   variant trains one warm-up epoch (tracing/compiling, excluded), then
+   `--repeats` rounds train one epoch of each, plain and pruned back to back in an
+   order rotated every round. Reported per backend/mode: median ms/epoch (wall),
+   the ratio of medians, the median of the per-round paired ratios (the verdict:
+   a burst of load from other processes hits both epochs of a pair), and the same
+   two for process CPU time. Targets: <= 1.05, and <= 1.02 under XLA.
+   `--breakdown` adds three diagnostic pruned variants per mode, each with a
+   schedule that never updates (only objects in the worker process are changed,
+   never tfprune's code): `noupdate` keeps the whole per-step cost (the mask
+   multiply in every pruned kernel's constraint, the driver's step counting and
+   its untaken update conditional); `countonly` drops the mask multiply;
+   `stepsonly` also drops the conditional (the step counter is all that is left).
+   So tfprune - noupdate = the mask updates, noupdate - countonly = the multiply,
+   countonly - stepsonly = the conditional. `--modes` limits the epoch timing to
+   some compile modes (a breakdown of one mode is cheaper).
 
-2. One mask update at 90% sparsity on a 1000x1000 and a 25088x4096 (VGG-16 fc6)
-   kernel, inside a `tf.function`, each writing the new mask into a variable:
-
-       tfprune  tfprune.masks.select([tfprune.masks.weight_scores(w)], 0.9)
-                (O(n) radix select)
-       tfmot    tfmot's own `pruning_impl.Pruning(...).conditional_mask_update()`
-                (schedule check + `_update_mask`: top_k(k=n) full sort, threshold at
-                index k-1, `mask = |w| >= threshold`) on a tf_keras Dense kernel
-
-   Calls alternate between the two; medians are reported.
+2. One mask update at 90% on a 1000x1000 and a 25088x4096 (VGG-16 fc6) kernel,
+   compiled the way each backend's train step is (TF: `tf.function` and
+   `tf.function(jit_compile=True)`; JAX: `jax.jit`; torch: eager):
+   `tfprune.masks.select([weight_scores(w)], 0.9)` and the mask written, vs
+   tfmot's own `pruning_impl.Pruning(...).conditional_mask_update()` (schedule
+   check + `top_k(k=n)` full sort, threshold at index k-1, mask assigned) in a
+   `tf.function` in the same process, calls alternating. Target: >= 5x faster.
+   A tfmot warm-up call on a kernel over 2^24 weights only traces (one full sort
+   of 25088x4096 takes about a minute here). With `--breakdown`, torch also times
+   `eager+bincount`: tfprune's radix histograms as `ops.bincount` instead of
+   `ops.segment_sum` (patched in the worker process only).
 
 Run:  TFPRUNE_DATA_DIR=/work/shared/data .venv/bin/python benchmarks/overhead.py
-      (--quick for a smoke run; see --help)
+      (--quick for a smoke run; --backends tensorflow for one backend; see --help)
 """
 
+import argparse
+import csv
+import io
+import json
 import os
+import pathlib
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
 
-# tfmot picks its Keras at import time: make it tf_keras. `import keras` is still
-# Keras 3 (tfprune); `import tf_keras` is Keras 2.
-os.environ["TF_USE_LEGACY_KERAS"] = "1"
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import numpy as np
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import logging  # noqa: E402
-import pathlib  # noqa: E402
-import platform  # noqa: E402
-import statistics  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-import warnings  # noqa: E402
-
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-import keras  # noqa: E402
-import tf_keras  # noqa: E402
-import tensorflow_model_optimization as tfmot  # noqa: E402
-from tensorflow_model_optimization.python.core.sparsity.keras import (  # noqa: E402
-    pruning_impl as tfmot_pruning_impl,
-)
-
-import tfprune  # noqa: E402
-from _common import one_process_environment  # noqa: E402
-
-RESULTS = pathlib.Path(__file__).resolve().parent / "results"
-VARIANTS = ("keras3", "tfprune", "tf_keras", "tfmot")
-SIZES = (1000, 1000, 500, 200, 10)
-FREQUENCY = 100
+HERE = pathlib.Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+BACKENDS = ("tensorflow", "jax", "torch")
+SIZES = (784, 1000, 1000, 500, 200, 10)
 FINAL_SPARSITY = 0.9
-TARGET_RATIO = 1.05
+FREQUENCY = 100
+TARGETS = {"graph": 1.05, "xla": 1.02, "jit": 1.05, "eager": 1.05}
 TARGET_MASK_SPEEDUP = 5.0
+LABELS = {
+    ("tensorflow", "graph"): "TF graph",
+    ("tensorflow", "xla"): "TF + XLA (jit_compile=True)",
+    ("tensorflow", "tf_keras"): "tfmot on tf_keras, graph (reference)",
+    ("jax", "jit"): "JAX (jit)",
+    ("torch", "eager"): "torch (eager)",
+}
+MASK_LABELS = {
+    ("tensorflow", "graph"): "TF tf.function",
+    ("tensorflow", "xla"): "TF tf.function(jit_compile=True)",
+    ("jax", "jit"): "JAX jax.jit",
+    ("torch", "eager"): "torch eager",
+    ("torch", "eager+bincount"): "torch eager, histograms by ops.bincount (diagnostic patch)",
+}
 
 
-# --------------------------------------------------------------------------- models
+def log(msg):
+    print(msg, flush=True)
 
 
-def build_keras3(seed):
-    keras.utils.set_random_seed(seed)
-    layers = [keras.Input((784,))]
-    for i, units in enumerate(SIZES):
-        last = i == len(SIZES) - 1
-        layers.append(
-            keras.layers.Dense(
-                units, activation="softmax" if last else "relu", use_bias=False,
-                name=f"dense_{i}",
-            )
-        )
-    return keras.Sequential(layers, name="mlp")
+def initial_weights(seed):
+    """Glorot-uniform kernels of the seed MLP (NumPy, so every backend gets the same)."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for i, (fan_in, fan_out) in enumerate(zip(SIZES[:-1], SIZES[1:])):
+        limit = np.sqrt(6.0 / (fan_in + fan_out))
+        out[f"kernel_{i}"] = rng.uniform(-limit, limit, (fan_in, fan_out)).astype("float32")
+    return out
 
 
-def build_tf_keras(weights):
-    model = tf_keras.Sequential(
-        [tf_keras.Input((784,))]
-        + [
-            tf_keras.layers.Dense(
-                units, activation="softmax" if i == len(SIZES) - 1 else "relu",
-                use_bias=False, name=f"dense_{i}",
-            )
-            for i, units in enumerate(SIZES)
-        ],
-        name="mlp",
-    )
-    model.set_weights(weights)
-    return model
+def uptime():
+    try:
+        return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    except OSError:
+        return None
 
 
-class EpochTimer:
-    """Wall and process CPU time of each epoch.
-
-    Epoch-level hooks only, so neither Keras syncs after every batch. CPU time
-    (all threads of this process) is less disturbed by other processes on shared
-    cores than wall time, so both are reported.
-    """
-
-    def __init__(self):
-        self.times = []
-        self.cpu = []
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._t0 = time.perf_counter()
-        self._c0 = time.process_time()
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.times.append(time.perf_counter() - self._t0)
-        self.cpu.append(time.process_time() - self._c0)
+def run_workers(args, cfg, tmp):
+    """One `overhead_worker.py` per backend, one after another; their JSON."""
+    out = {}
+    for backend in args.backends:
+        path = pathlib.Path(tmp) / f"{backend}.json"
+        env = dict(os.environ, KERAS_BACKEND=backend)
+        env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        log(f"\n== {backend}: {uptime()}")
+        t0 = time.perf_counter()
+        proc = subprocess.run(
+            [sys.executable, str(HERE / "overhead_worker.py"), "--config", cfg,
+             "--out", str(path)], env=env)
+        if proc.returncode != 0:
+            raise SystemExit(f"the {backend} worker failed (exit {proc.returncode})")
+        out[backend] = json.loads(path.read_text())
+        out[backend]["wall_s"] = time.perf_counter() - t0
+    return out
 
 
-class K3Timer(EpochTimer, keras.callbacks.Callback):
-    def __init__(self):
-        keras.callbacks.Callback.__init__(self)
-        EpochTimer.__init__(self)
+# --------------------------------------------------------------------------- analysis
 
 
-class TFKTimer(EpochTimer, tf_keras.callbacks.Callback):
-    def __init__(self):
-        tf_keras.callbacks.Callback.__init__(self)
-        EpochTimer.__init__(self)
+def quartiles(values):
+    """`(q1, q3)` (inclusive method; the values themselves for fewer than 2)."""
+    if len(values) < 2:
+        return min(values), max(values)
+    q = statistics.quantiles(values, n=4, method="inclusive")
+    return q[0], q[2]
 
 
-def _compile_k3(model):
-    model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy",
-                  metrics=["accuracy"], jit_compile=False)
-    return model
+def _pair(times, pruned, plain):
+    a, b = times[pruned], times[plain]
+    paired = [x / y for x, y in zip(a, b)]
+    q1, q3 = quartiles(paired)
+    return {"ratio_of_medians": statistics.median(a) / statistics.median(b),
+            "median_paired_ratio": statistics.median(paired),
+            "paired_min": min(paired), "paired_q1": q1, "paired_q3": q3,
+            "paired_max": max(paired), "pairs": len(paired), "paired_ratios": paired}
 
 
-def _compile_tfk(model):
-    model.compile(tf_keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
-    return model
+def overhead_rows(backends):
+    """One row per backend/mode (+ diagnostic rows), from the workers' epochs."""
+    rows = []
+    for backend, res in backends.items():
+        e = res.get("epochs")
+        if not e:
+            continue
+        steps = e["steps_per_epoch"]
+        for mode in e["modes"]:
+            variants = e["variants"][mode]
+            pruned_variants = [v for v in variants if v != "plain"]
+            for v in pruned_variants:
+                pruned, plain = f"{mode}:{v}", f"{mode}:plain"
+                wall = _pair(e["epoch_s"], pruned, plain)
+                cpu = _pair(e["epoch_cpu_s"], pruned, plain)
+                main = v in ("tfprune", "tfmot")
+                target = TARGETS.get(mode) if v == "tfprune" else None
+                rows.append({
+                    "backend": backend, "mode": mode, "variant": v,
+                    "samples": e["samples"], "steps_per_epoch": steps,
+                    "mask_updates_per_epoch": e["mask_updates_per_epoch"],
+                    "label": LABELS[(backend, mode)] if main else
+                    f"{LABELS[(backend, mode)]}: {v} (diagnostic)",
+                    "plain_ms_per_epoch": 1000 * statistics.median(e["epoch_s"][plain]),
+                    "pruned_ms_per_epoch": 1000 * statistics.median(e["epoch_s"][pruned]),
+                    "plain_ms_per_step": 1000 * statistics.median(e["epoch_s"][plain]) / steps,
+                    "pruned_ms_per_step": 1000 * statistics.median(e["epoch_s"][pruned]) / steps,
+                    "wall": wall, "cpu": cpu, "target": target,
+                    "pass": None if target is None else wall["median_paired_ratio"] <= target,
+                    "final_state": e["final_state"].get(pruned),
+                    "loadavg_per_round": e["loadavg_per_round"],
+                })
+    order = {"tfprune": 0, "tfmot": 1, "noupdate": 2, "countonly": 2, "stepsonly": 2}
+    return sorted(rows, key=lambda r: order[r["variant"]])  # stable: backend order kept
 
 
-def _tfprune_schedule(end_step):
-    return tfprune.PolynomialDecay(0.0, FINAL_SPARSITY, 0, end_step, frequency=FREQUENCY)
+def mask_rows(backends):
+    rows = []
+    for backend, res in backends.items():
+        for m in res.get("mask_update", []):
+            for mode, speedup in m["speedup_vs_tfmot"].items():
+                diagnostic = (backend, mode) == ("torch", "eager+bincount")
+                rows.append({
+                    "backend": backend, "mode": mode, "label": MASK_LABELS[(backend, mode)],
+                    "shape": m["shape"], "weights": m["weights"],
+                    "tfprune_ms": m["median_ms"][mode], "tfmot_ms": m["median_ms"]["tfmot"],
+                    "speedup": speedup, "diagnostic": diagnostic,
+                    "pass": None if diagnostic else speedup >= TARGET_MASK_SPEEDUP,
+                    "kept_target": m["kept"]["target"], "kept_tfprune": m["kept"][mode],
+                    "kept_tfmot": m["kept"]["tfmot"], "repeats": m["repeats"],
+                    "masks_differ_from_tfmot": m["masks_differ_from_tfmot"][mode],
+                })
+    return rows
 
 
-def make_runs(seed, end_step, breakdown=False):
-    """`{variant: (model, timer class, callbacks)}`, all from the same initial weights.
-
-    With `breakdown`, two diagnostic tfprune variants are added (they change
-    nothing in tfprune's files, only this process's objects):
-    `tfprune_noupdate`: schedule that never updates (begin_step beyond the run), so
-    only the per-step cost (schedule check, step counter, mask constraint) remains;
-    `tfprune_noupd_nocons`: the same with the mask constraint removed from the
-    kernels, so only the schedule check and the step counter remain.
-    """
-    base = build_keras3(seed)
-    weights = base.get_weights()
-
-    k3 = build_keras3(seed)
-    k3.set_weights(weights)
-    tp = tfprune.prune_low_magnitude(base, _tfprune_schedule(end_step))
-    tm = tfmot.sparsity.keras.prune_low_magnitude(
-        build_tf_keras(weights),
-        pruning_schedule=tfmot.sparsity.keras.PolynomialDecay(
-            0.0, FINAL_SPARSITY, 0, end_step, frequency=FREQUENCY
-        ),
-    )
-    runs = {
-        "keras3": (_compile_k3(k3), K3Timer, []),
-        "tfprune": (_compile_k3(tp), K3Timer, [tfprune.callbacks.UpdatePruningStep()]),
-        "tf_keras": (_compile_tfk(build_tf_keras(weights)), TFKTimer, []),
-        "tfmot": (_compile_tfk(tm), TFKTimer, [tfmot.sparsity.keras.UpdatePruningStep()]),
-    }
-    if breakdown:
-        never = tfprune.ConstantSparsity(FINAL_SPARSITY, begin_step=10**12)
-        for name, keep_constraint in (("tfprune_noupdate", True),
-                                      ("tfprune_noupd_nocons", False)):
-            m = build_keras3(seed)
-            m.set_weights(weights)
-            m = tfprune.prune_low_magnitude(m, never)
-            if not keep_constraint:
-                for w in tfprune.wrappers.collect_wrappers(m):
-                    for t in w.targets:
-                        t.variable.constraint = t.variable.constraint.inner
-            runs[name] = (_compile_k3(m), K3Timer, [tfprune.callbacks.UpdatePruningStep()])
-    return runs
-
-
-def train_one_epoch(run, dataset):
-    model, timer_cls, callbacks = run
-    timer = timer_cls()
-    model.fit(dataset, epochs=1, verbose=0, shuffle=False, callbacks=callbacks + [timer])
-    return timer.times[-1], timer.cpu[-1]
-
-
-def final_sparsity(name, model):
-    if name == "tfprune":
-        return tfprune.sparsity_report(tfprune.strip_pruning(model)).sparsity
-    stripped = tfmot.sparsity.keras.strip_pruning(model)
-    kernels = [l.kernel.numpy() for l in stripped.layers]
-    return float(sum((k == 0).sum() for k in kernels) / sum(k.size for k in kernels))
-
-
-PAIRS = (("tfprune", "keras3"), ("tfmot", "tf_keras"),
-         ("tfprune_noupdate", "keras3"), ("tfprune_noupd_nocons", "keras3"))
-
-
-def bench_epochs(args, log):
-    (x, y), _ = tfprune.datasets.load_mnist()
-    n = min(args.samples, len(x))
-    x = x[:n].reshape(n, 784).astype("float32") / 255.0
-    y = y[:n].astype("int64")
-    steps = n // args.batch_size
-    dataset = (
-        tf.data.Dataset.from_tensor_slices((x, y))
-        .batch(args.batch_size, drop_remainder=True)
-        .cache()
-        .prefetch(tf.data.AUTOTUNE)
-    )
-    total_steps = steps * (1 + args.repeats)
-    end_step = max(FREQUENCY, (total_steps // FREQUENCY) * FREQUENCY)
-    runs = make_runs(args.seed, end_step, breakdown=args.breakdown)
-    names = list(runs)
-    log(f"epoch timing: {n} samples, {steps} steps/epoch of batch {args.batch_size}, "
-        f"1 warm-up + {args.repeats} timed epochs per model; "
-        f"PolynomialDecay(0 -> {FINAL_SPARSITY}, 0, {end_step}, frequency={FREQUENCY})")
-
-    warmup = {}
-    for name in names:
-        warmup[name] = train_one_epoch(runs[name], dataset)[0]
-        log(f"  warm-up {name:9s} {warmup[name]:7.2f} s")
-    wall = {name: [] for name in names}
-    cpu = {name: [] for name in names}
-    for r in range(args.repeats):
-        shift = r % len(names)
-        for name in names[shift:] + names[:shift]:
-            w, c = train_one_epoch(runs[name], dataset)
-            wall[name].append(w)
-            cpu[name].append(c)
-        log(f"  round {r + 1}/{args.repeats}: "
-            + "  ".join(f"{k} {wall[k][-1]:.2f}s" for k in names))
-
-    def ratios(times):
-        med = {k: statistics.median(v) for k, v in times.items()}
-        out = {}
-        for pruned, plain in PAIRS:
-            if pruned not in times:
-                continue
-            paired = [a / b for a, b in zip(times[pruned], times[plain])]
-            out[f"{pruned}/{plain}"] = {
-                "ratio_of_medians": med[pruned] / med[plain],
-                "median_paired_ratio": statistics.median(paired),
-                "paired_ratios": paired,
-            }
-        return med, out
-
-    med, wall_ratios = ratios(wall)
-    cpu_med, cpu_ratios = ratios(cpu)
-    sparsity = {k: final_sparsity(k, runs[k][0]) for k in ("tfprune", "tfmot")}
-    return {
-        "samples": n,
-        "batch_size": args.batch_size,
-        "steps_per_epoch": steps,
-        "timed_epochs_per_model": args.repeats,
-        "mask_updates_per_epoch": steps / FREQUENCY,
-        "schedule": {"initial": 0.0, "final": FINAL_SPARSITY, "begin_step": 0,
-                     "end_step": end_step, "frequency": FREQUENCY, "power": 3},
-        "warmup_epoch_s": warmup,
-        "epoch_s": wall,
-        "epoch_cpu_s": cpu,
-        "median_epoch_s": med,
-        "median_epoch_cpu_s": cpu_med,
-        "median_step_ms": {k: 1000 * v / steps for k, v in med.items()},
-        "median_step_cpu_ms": {k: 1000 * v / steps for k, v in cpu_med.items()},
-        "ratios": wall_ratios,
-        "cpu_ratios": cpu_ratios,
-        "final_kernel_sparsity": sparsity,
-    }
-
-
-# --------------------------------------------------------------------------- masks
-
-
-def mask_update_fns(shape, seed):
-    """The tfprune and tfmot mask updates for one tf_keras Dense kernel of `shape`."""
-    tf_keras.utils.set_random_seed(seed)
-    layer = tf_keras.layers.Dense(shape[1], use_bias=False)
-    layer.build((None, shape[0]))
-    w = layer.kernel  # a tf_keras (tf.Variable) kernel, glorot-uniform
-
-    tfp_mask = tf.Variable(tf.ones(shape), trainable=False)
-
-    @tf.function
-    def tfprune_update():
-        (keep,) = tfprune.masks.select([tfprune.masks.weight_scores(w)], FINAL_SPARSITY)
-        tfp_mask.assign(tf.cast(tf.reshape(keep, shape), tf.float32))
-
-    tfm_mask = tf.Variable(tf.ones(shape), trainable=False)
-    tfm_threshold = tf.Variable(0.0, trainable=False)
-    step = tf.Variable(0, dtype=tf.int64, trainable=False)
-    pruning = tfmot_pruning_impl.Pruning(
-        training_step_fn=lambda: step,
-        pruning_vars=[(w, tfm_mask, tfm_threshold)],
-        pruning_schedule=tfmot.sparsity.keras.ConstantSparsity(
-            FINAL_SPARSITY, begin_step=0, frequency=1
-        ),
-        block_size=(1, 1),
-        block_pooling_type="AVG",
-    )
-
-    @tf.function
-    def tfmot_update():
-        pruning.conditional_mask_update()
-
-    return w, tfprune_update, tfp_mask, tfmot_update, tfm_mask
-
-
-def bench_mask(shape, repeats, seed, log):
-    w, tfp_fn, tfp_mask, tfm_fn, tfm_mask = mask_update_fns(shape, seed)
-    times = {"tfprune": [], "tfmot": []}
-    fns = {"tfprune": tfp_fn, "tfmot": tfm_fn}
-    for fn in fns.values():  # trace + first run, excluded
-        fn()
-    for r in range(repeats):
-        for name in (("tfprune", "tfmot") if r % 2 == 0 else ("tfmot", "tfprune")):
-            t0 = time.perf_counter()
-            fns[name]()
-            times[name].append(time.perf_counter() - t0)
-    n = int(np.prod(shape))
-    a = tfp_mask.numpy().astype(bool)
-    b = tfm_mask.numpy().astype(bool)
-    kept_target = tfprune.masks.keep_count(n, FINAL_SPARSITY)
-    med = {k: statistics.median(v) for k, v in times.items()}
-    out = {
-        "shape": list(shape),
-        "weights": n,
-        "repeats": repeats,
-        "times_s": times,
-        "median_ms": {k: 1000 * v for k, v in med.items()},
-        "speedup_tfmot_over_tfprune": med["tfmot"] / med["tfprune"],
-        "kept": {"target": kept_target, "tfprune": int(a.sum()), "tfmot": int(b.sum())},
-        "masks_differ": int((a != b).sum()),
-    }
-    del w, tfp_mask, tfm_mask
-    log(f"  mask {shape[0]}x{shape[1]}: tfprune {out['median_ms']['tfprune']:.2f} ms, "
-        f"tfmot {out['median_ms']['tfmot']:.2f} ms "
-        f"({out['speedup_tfmot_over_tfprune']:.1f}x); kept {out['kept']}")
+def verdicts(result):
+    out = {}
+    for r in result.get("overhead", []):
+        if r["target"] is not None:
+            out[f"{r['label']}: tfprune/plain <= {r['target']} (median paired wall ratio)"] = {
+                "value": r["wall"]["median_paired_ratio"], "pass": r["pass"]}
+    for r in result.get("mask_update", []):
+        if r.get("diagnostic"):
+            continue
+        out[f"mask update {r['shape'][0]}x{r['shape'][1]}, {r['label']}: >= 5x tfmot"] = {
+            "value": r["speedup"], "pass": r["pass"]}
     return out
 
 
@@ -376,156 +234,226 @@ def table(rows, header):
     return "\n".join(lines)
 
 
-def verdicts(result):
-    """Targets met or not: tfprune/keras3 median paired wall ratio <= 1.05; each mask
-    update >= 5x faster than tfmot's."""
-    out = {}
-    e = result.get("epochs")
-    if e:
-        r = e["ratios"]["tfprune/keras3"]["median_paired_ratio"]
-        out["tfprune/keras3 <= 1.05 (median paired wall ratio)"] = {
-            "value": r, "pass": r <= TARGET_RATIO}
-    for m in result.get("mask_update", []):
-        v = m["speedup_tfmot_over_tfprune"]
-        out[f"mask update {m['shape'][0]}x{m['shape'][1]} >= 5x"] = {
-            "value": v, "pass": v >= TARGET_MASK_SPEEDUP}
-    return out
+def markdown(rows, header):
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(map(str, r)) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def _verdict(ok):
+    return "" if ok is None else ("PASS" if ok else "MISS")
+
+
+def overhead_table(result):
+    rows = []
+    for r in result["overhead"]:
+        w = r["wall"]
+        rows.append((r["label"], f"{r['steps_per_epoch']}/{r['mask_updates_per_epoch']:g}",
+                     w["pairs"], f"{r['plain_ms_per_epoch']:.0f}", f"{r['pruned_ms_per_epoch']:.0f}",
+                     f"{w['ratio_of_medians']:.3f}", f"{w['median_paired_ratio']:.3f}",
+                     f"{w['paired_q1']:.3f}-{w['paired_q3']:.3f}",
+                     f"{w['paired_min']:.3f}-{w['paired_max']:.3f}",
+                     f"{r['cpu']['median_paired_ratio']:.3f}",
+                     "" if r["target"] is None else f"<= {r['target']}", _verdict(r["pass"])))
+    header = ("backend / mode", "steps/updates per epoch", "pairs", "plain ms/epoch",
+              "pruned ms/epoch", "wall: ratio of medians", "wall: median paired ratio",
+              "paired IQR", "paired min-max", "CPU: median paired", "target",
+              "verdict (median paired wall)")
+    return rows, header
+
+
+def mask_table(result):
+    rows = []
+    for r in result["mask_update"]:
+        rows.append((f"{r['shape'][0]}x{r['shape'][1]}", r["label"], r["repeats"],
+                     f"{r['tfprune_ms']:.2f}", f"{r['tfmot_ms']:.2f}", f"{r['speedup']:.1f}x",
+                     _verdict(r["pass"]),
+                     f"{r['kept_target']}/{r['kept_tfprune']}/{r['kept_tfmot']}",
+                     r["masks_differ_from_tfmot"]))
+    header = ("kernel", "tfprune compiled as", "calls", "tfprune ms", "tfmot ms", "speedup",
+              f">= {TARGET_MASK_SPEEDUP:.0f}x", "kept target/tfprune/tfmot",
+              "mask entries differing from tfmot")
+    return rows, header
+
+
+def describe(result):
+    a = result["args"]
+    lines = []
+    epochs = {k: b["epochs"] for k, b in result["backends"].items() if "epochs" in b}
+    if epochs:
+        per = "; ".join(f"{k} {e['samples']} samples = {e['steps_per_epoch']} steps, "
+                        f"{e['mask_updates_per_epoch']:g} mask update(s), "
+                        f"{e['timed_epochs_per_variant']} timed epochs per variant"
+                        for k, e in epochs.items())
+        lines.append(
+            f"Epoch time, seed MLP, batch {a['batch_size']}, mask update every "
+            f"{a['frequency']} steps (the same rate everywhere); per epoch: {per}. Warm-up "
+            "epoch excluded; plain and pruned epochs interleaved in one process; ratios "
+            "pruned/plain on the same backend and mode; the verdict is the median of the "
+            "per-round paired wall ratios (IQR and min-max show how noisy the machine was):")
+    return lines
 
 
 def summarize(result):
-    out = []
-    e = result.get("epochs")
-    if e:
-        rows = []
-        for k in e["epoch_s"]:
-            ts = e["epoch_s"][k]
-            rows.append((k, f"{e['median_epoch_s'][k]:.3f}", f"{e['median_step_ms'][k]:.2f}",
-                         f"{min(ts):.3f}", f"{max(ts):.3f}",
-                         f"{e['median_step_cpu_ms'][k]:.2f}"))
-        out.append(f"Epoch time, {e['samples']} samples ({e['steps_per_epoch']} steps of "
-                   f"{e['batch_size']}, {e['mask_updates_per_epoch']:g} mask updates/epoch), "
-                   f"median of {e['timed_epochs_per_model']} interleaved epochs "
-                   "(warm-up excluded):")
-        out.append(table(rows, ("variant", "epoch s", "ms/step", "min s", "max s",
-                                "CPU ms/step")))
-        rows = []
-        for key, r in e["ratios"].items():
-            c = e["cpu_ratios"][key]
-            main_pair = key == "tfprune/keras3"
-            target = f"<= {TARGET_RATIO}" if main_pair else (
-                "(reference)" if key.startswith("tfmot") else "(diagnostic)")
-            # Verdict on the median of per-round ratios: the two epochs of a round run
-            # seconds apart, so a burst of load from other processes hits both; a
-            # ratio of medians can pair a loaded epoch with a quiet one.
-            ok = ("PASS" if r["median_paired_ratio"] <= TARGET_RATIO else "MISS") if main_pair else ""
-            rows.append((key, f"{r['ratio_of_medians']:.3f}", f"{r['median_paired_ratio']:.3f}",
-                         f"{c['ratio_of_medians']:.3f}", f"{c['median_paired_ratio']:.3f}",
-                         target, ok))
+    out = describe(result)
+    if result.get("overhead"):
+        out.append(table(*overhead_table(result)))
+        states = [f"{r['backend']}/{r['mode']} {r['final_state']['kernel_sparsity']:.4f}"
+                  for r in result["overhead"] if r["variant"] in ("tfprune", "tfmot")
+                  and r["final_state"]]
+        out.append("final kernel sparsity after the run: " + ", ".join(states))
+    if result.get("mask_update"):
         out.append("")
-        out.append(table(rows, ("overhead", "wall: medians", "wall: paired", "CPU: medians",
-                                "CPU: paired", "target", "(wall paired)")))
-        out.append("final kernel sparsity after the run: "
-                   + ", ".join(f"{k} {v:.4f}" for k, v in e["final_kernel_sparsity"].items()))
-    m = result.get("mask_update")
-    if m:
-        rows = []
-        for r in m:
-            ok = "PASS" if r["speedup_tfmot_over_tfprune"] >= TARGET_MASK_SPEEDUP else "MISS"
-            rows.append(("x".join(map(str, r["shape"])), r["weights"],
-                         f"{r['median_ms']['tfprune']:.2f}", f"{r['median_ms']['tfmot']:.2f}",
-                         f"{r['speedup_tfmot_over_tfprune']:.1f}x", ok,
-                         f"{r['kept']['target']}/{r['kept']['tfprune']}/{r['kept']['tfmot']}"))
-        out.append("")
-        out.append("One mask update at 90% sparsity (tf.function, median; tfmot = its own "
-                   "pruning_impl.Pruning.conditional_mask_update, full sort):")
-        out.append(table(rows, ("kernel", "weights", "tfprune ms", "tfmot ms", "speedup",
-                                f">= {TARGET_MASK_SPEEDUP:.0f}x", "kept target/tfprune/tfmot")))
+        out.append("One mask update at 90% sparsity (median; tfmot = its own "
+                   "pruning_impl.Pruning.conditional_mask_update, full sort, tf.function, "
+                   "timed in the same process, calls alternating):")
+        out.append(table(*mask_table(result)))
+    loads = [f"{b}: {res['loadavg_before'][0]:.1f} -> {res['loadavg_after'][0]:.1f}"
+             for b, res in result["backends"].items()]
+    out.append("")
+    out.append(f"load average (1 min) before -> after each backend: {'; '.join(loads)}; "
+               f"{result['environment'].get('cpu_count')} CPUs")
     return "\n".join(out)
+
+
+def write_tables(result, path):
+    """`overhead.md`: both tables in Markdown, the command, the load; and a CSV."""
+    rows, header = overhead_table(result)
+    mrows, mheader = mask_table(result) if result.get("mask_update") else ([], ())
+    env = result["environment"]
+    md = ["# overhead.py results", "",
+          f"Command: `{result['command']}`  ",
+          f"tfprune measured: `{env['tfprune_source'].get('path')}`, sources sha256 "
+          f"{env['tfprune_source'].get('sha256')} (equal to commit "
+          f"{env['tfprune_source'].get('repo_commit')}: "
+          f"{env['tfprune_source'].get('equals_repo_commit')}); "
+          f"{env['cpu_count']} CPUs; `uptime` before: `{env['uptime_before']}`, after: "
+          f"`{env['uptime_after']}`.", ""]
+    md += describe(result) + ["", markdown(rows, header), ""]
+    if mrows:
+        md += ["One mask update at 90% sparsity (median ms; tfmot in the same process):", "",
+               markdown(mrows, mheader), ""]
+    path.with_suffix(".md").write_text("\n".join(md))
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["table", *header])
+    w.writerows([("overhead", *r) for r in rows])
+    if mrows:
+        w.writerow(["table", *mheader])
+        w.writerows([("mask_update", *r) for r in mrows])
+    path.with_suffix(".csv").write_text(buf.getvalue())
+
+
+# --------------------------------------------------------------------------- main
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--backends", default=",".join(BACKENDS),
+                   help=f"comma-separated Keras backends, one subprocess each "
+                        f"(default {','.join(BACKENDS)})")
     p.add_argument("--samples", type=int, default=25600,
-                   help="training samples per epoch (default 25600 = 200 batches, so every epoch has exactly 2 mask updates)")
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--repeats", type=int, default=15, help="timed epochs per model")
-    p.add_argument("--mask-repeats", type=int, default=30,
-                   help="timed calls per library for the 1000x1000 kernel")
-    p.add_argument("--big-repeats", type=int, default=3,
-                   help="timed calls per library for the big kernel")
-    p.add_argument("--big-shape", default="25088x4096", help="big kernel shape, RxC")
+                   help="training samples per epoch (default 25600 = 200 batches: 2 mask "
+                        "updates per epoch at frequency 100)")
+    p.add_argument("--batch-size", type=int, default=128, help="default 128")
+    p.add_argument("--frequency", type=int, default=FREQUENCY,
+                   help=f"mask update frequency in steps (default {FREQUENCY})")
+    p.add_argument("--repeats", type=int, default=10,
+                   help="timed epochs per variant (default 10)")
+    p.add_argument("--torch-samples", type=int, default=12800,
+                   help="training samples per epoch on torch, whose eager epochs are ~10x "
+                        "slower (default 12800 = 100 batches: 1 mask update per epoch, the "
+                        "same rate)")
+    p.add_argument("--torch-repeats", type=int, default=5,
+                   help="timed epochs per variant on torch (default 5)")
+    p.add_argument("--mask-repeats", type=int, default=20,
+                   help="timed calls per implementation for the 1000x1000 kernel (default 20)")
+    p.add_argument("--big-repeats", type=int, default=2,
+                   help="timed calls per implementation for the big kernel (default 2; "
+                        "one tfmot sort of 25088x4096 takes about a minute here)")
+    p.add_argument("--big-shape", default="25088x4096", help="big kernel shape, RxC "
+                   "(default 25088x4096)")
     p.add_argument("--breakdown", action="store_true",
-                   help="also time two diagnostic tfprune variants (no mask updates; "
-                        "no updates and no mask constraint) to show where overhead goes")
-    p.add_argument("--skip-epochs", action="store_true")
-    p.add_argument("--skip-masks", action="store_true")
-    p.add_argument("--seed", type=int, default=0)
+                   help="also time the diagnostic variants noupdate, countonly and "
+                        "stepsonly per mode, and torch's eager+bincount mask update "
+                        "(default off)")
+    p.add_argument("--modes", default=None,
+                   help="comma-separated compile modes to time epochs in, among graph, xla, "
+                        "tf_keras (tfmot), jit, eager (default: all of each backend's)")
+    p.add_argument("--skip-epochs", action="store_true", help="mask-update timing only")
+    p.add_argument("--skip-masks", action="store_true", help="epoch timing only")
+    p.add_argument("--seed", type=int, default=0, help="initial weights' seed (default 0)")
     p.add_argument("--quick", action="store_true",
-                   help="smoke run: 2560 samples, 2 repeats, 4096x4096 big kernel; "
-                        "writes no file unless --output is given")
+                   help="smoke run: 2560 samples (20 steps, frequency 10), 2 repeats, "
+                        "4096x4096 big kernel; writes no file unless --output is given")
     p.add_argument("--output", default=None,
-                   help="JSON file (default benchmarks/results/overhead.json)")
+                   help="JSON file (default benchmarks/results/overhead.json); .md and .csv "
+                        "tables are written beside it")
     p.add_argument("--summarize", metavar="JSON", default=None,
                    help="print the tables of an earlier run's JSON file and exit")
     args = p.parse_args(argv)
     if args.summarize:
         saved = json.loads(pathlib.Path(args.summarize).read_text())
         print(summarize(saved))
-        if args.output:  # add the derived target verdicts to an earlier run's file
-            saved["targets"] = verdicts(saved)
-            pathlib.Path(args.output).write_text(json.dumps(saved, indent=1) + "\n")
         return saved
+    args.backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    if args.modes is not None:
+        args.modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+        bad = [m for m in args.modes if m not in ("graph", "xla", "tf_keras", "jit", "eager")]
+        if bad:
+            p.error("argument --modes: must be among graph, xla, tf_keras, jit, eager. "
+                    f"Received: {bad}")
+    bad = [b for b in args.backends if b not in BACKENDS]
+    if bad:
+        p.error(f"argument --backends: must be among {BACKENDS}. Received: {bad}")
     if args.quick:
-        args.samples, args.repeats = 2560, 2
+        args.samples, args.repeats, args.frequency = 2560, 2, 10
+        args.torch_samples, args.torch_repeats = 2560, 2
         args.mask_repeats, args.big_repeats, args.big_shape = 5, 2, "4096x4096"
     output = args.output or (None if args.quick else str(RESULTS / "overhead.json"))
-    if args.breakdown:
-        # The never-updating diagnostic variants warn "NOTHING WAS PRUNED" after
-        # every epoch, on purpose; the main tfprune variant is checked by its
-        # final sparsity instead.
-        warnings.filterwarnings("ignore", message="tfprune: training ended")
-        logging.getLogger("tfprune").addFilter(
-            lambda record: "NOTHING WAS PRUNED" not in record.getMessage())
-
-    def log(msg):
-        print(msg, flush=True)
-
-    env = one_process_environment(log)
-    load_before = os.getloadavg()
+    big = [int(s) for s in args.big_shape.lower().split("x")]
     t0 = time.perf_counter()
     result = {
-        "environment": dict(
-            env, python=platform.python_version(), machine=platform.machine(),
-            cpu_count=os.cpu_count(), loadavg_before=load_before,
-        ),
+        "command": " ".join(["benchmarks/overhead.py", *(argv if argv is not None
+                                                          else sys.argv[1:])]),
+        "environment": {"python": platform.python_version(), "machine": platform.machine(),
+                        "cpu_count": os.cpu_count(), "uptime_before": uptime(),
+                        "loadavg_before": os.getloadavg()},
         "args": vars(args),
     }
-    if not args.skip_epochs:
-        result["epochs"] = bench_epochs(args, log)
-    if not args.skip_masks:
-        log("mask update timing:")
-        big = tuple(int(s) for s in args.big_shape.lower().split("x"))
-        result["mask_update"] = [
-            bench_mask((1000, 1000), args.mask_repeats, args.seed, log),
-            bench_mask(big, args.big_repeats, args.seed, log),
-        ]
-        result["mask_update_note"] = (
-            "tfprune: tfprune.masks.select([weight_scores(w)], 0.9) + mask.assign; tfmot: "
-            "its own pruning_impl.Pruning(...).conditional_mask_update() on a tf_keras "
-            "Dense kernel (ConstantSparsity(0.9, 0, frequency=1); top_k(k=n) full sort, "
-            "threshold at index k-1, mask = |w| >= threshold, mask and threshold assigned)."
-        )
-    result["environment"]["loadavg_after"] = os.getloadavg()
+    with tempfile.TemporaryDirectory(prefix="tfprune_overhead_") as tmp:
+        weights = pathlib.Path(tmp) / "weights.npz"
+        np.savez(weights, **initial_weights(args.seed))
+        cfg = pathlib.Path(tmp) / "config.json"
+        cfg.write_text(json.dumps({
+            "samples": args.samples, "batch_size": args.batch_size, "repeats": args.repeats,
+            "samples_for": {"torch": args.torch_samples},
+            "repeats_for": {"torch": args.torch_repeats},
+            "frequency": args.frequency, "final_sparsity": FINAL_SPARSITY,
+            "breakdown": args.breakdown, "modes": args.modes, "skip_epochs": args.skip_epochs,
+            "skip_masks": args.skip_masks, "mask_repeats": args.mask_repeats,
+            "big_repeats": args.big_repeats, "big_shape": big, "seed": args.seed,
+            "weights": str(weights),
+        }))
+        result["backends"] = run_workers(args, str(cfg), tmp)
+    first = next(iter(result["backends"].values()))["environment"]
+    result["environment"].update(
+        tfprune_source=first["tfprune_source"], uptime_after=uptime(),
+        loadavg_after=os.getloadavg(),
+        versions={b: r["environment"] for b, r in result["backends"].items()})
+    result["overhead"] = overhead_rows(result["backends"])
+    result["mask_update"] = mask_rows(result["backends"])
     result["targets"] = verdicts(result)
     result["total_s"] = time.perf_counter() - t0
     log("")
     log(summarize(result))
-    log(f"\ntotal {result['total_s']:.0f} s; load average before {load_before[0]:.2f}, "
-        f"after {result['environment']['loadavg_after'][0]:.2f} (2 shared cores: noisy)")
+    log(f"\ntotal {result['total_s']:.0f} s; {result['environment']['uptime_after']}")
     if output:
-        pathlib.Path(output).parent.mkdir(parents=True, exist_ok=True)
-        pathlib.Path(output).write_text(json.dumps(result, indent=1) + "\n")
-        log(f"wrote {output}")
+        out = pathlib.Path(output)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=1) + "\n")
+        write_tables(result, out)
+        log(f"wrote {out} and {out.with_suffix('.md').name}, {out.with_suffix('.csv').name}")
     return result
 
 
