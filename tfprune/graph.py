@@ -47,6 +47,7 @@ import dataclasses
 import keras
 import numpy as np
 
+from tfprune import _compat
 from tfprune import registry
 
 __all__ = [
@@ -139,21 +140,22 @@ def functional_of(model):
     Raises `ValueError` for a Sequential model that was never built.
     """
     if isinstance(model, keras.Sequential):
-        if model._functional is None:
+        if _compat.sequential_graph(model) is None:
             raise ValueError(
                 f"Sequential model '{model.name}' is not built: give it an `Input` "
                 "or call `model.build(input_shape)` first."
             )
-        return model._functional
-    if isinstance(model, keras.Model) and hasattr(model, "_nodes_by_depth"):
+        return _compat.sequential_graph(model)
+    if isinstance(model, keras.Model) and _compat.has_graph(model):
         return model
     return None
 
 
 def graph_nodes(fn):
     """Call nodes of a functional graph in topological order (inputs skipped)."""
-    for depth in sorted(fn._nodes_by_depth, reverse=True):
-        for node in fn._nodes_by_depth[depth]:
+    by_depth = _compat.nodes_by_depth(fn)
+    for depth in sorted(by_depth, reverse=True):
+        for node in by_depth[depth]:
             if node.operation is not None and not node.is_input:
                 yield node
 

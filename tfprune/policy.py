@@ -21,6 +21,8 @@ import abc
 
 import keras
 
+from tfprune import _compat
+
 __all__ = ["PruningPolicy", "PruneForLatencyOnXNNPack"]
 
 _L = keras.layers
@@ -43,9 +45,9 @@ class PruningPolicy(abc.ABC):
 
 def _producers(layer):
     out = []
-    for node in getattr(layer, "_inbound_nodes", []):
+    for node in _compat.inbound_nodes(layer):
         for t in node.input_tensors:
-            op = t._keras_history.operation
+            op = _compat.producer(t)
             if op not in out:
                 out.append(op)
     return out
@@ -59,7 +61,7 @@ def _unpack(layer):
 
 def _consumers(layer):
     out = []
-    for node in getattr(layer, "_outbound_nodes", []):
+    for node in _compat.outbound_nodes(layer):
         op = _unpack(node.operation)
         if op not in out:
             out.append(op)
@@ -163,14 +165,14 @@ class PruneForLatencyOnXNNPack(PruningPolicy):
                 f"Received: model={type(model).__name__}")
         if not model.built:
             raise ValueError("PruneForLatencyOnXNNPack needs a built model (give it an Input).")
-        inputs = [t._keras_history.operation for t in model.inputs]
+        inputs = [_compat.producer(t) for t in model.inputs]
         starts = _lookup(inputs, self._is_stem, _consumers)
         if not starts:
             raise ValueError(
                 "PruneForLatencyOnXNNPack: no `Conv2D` 3x3 stem with strides 2x2, 3 input "
                 "channels and `valid` padding after a `ZeroPadding2D(padding=1)` on every "
                 "input branch of the model (XNNPACK's sparse inference starts there).")
-        outputs = [t._keras_history.operation for t in model.outputs]
+        outputs = [_compat.producer(t) for t in model.outputs]
         ends = _lookup(outputs, self._is_end, _producers)
         if not ends:
             raise ValueError(

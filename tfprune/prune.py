@@ -12,6 +12,7 @@ import warnings
 
 import keras
 
+from tfprune import _compat
 from tfprune import graph
 from tfprune import masks as masks_lib
 from tfprune import registry
@@ -67,7 +68,7 @@ def _clone_graph_model(model, clone_layer):
 
 
 def _input_layers(model):
-    return [layer for layer in model._flatten_layers(include_self=False, recursive=True)
+    return [layer for layer in _compat.flatten_layers(model)
             if isinstance(layer, keras.layers.InputLayer)]
 
 
@@ -96,14 +97,14 @@ def _output_layers(model):
     """Names of the prunable layers that produce a model output (possibly through
     layers without weights, e.g. an Activation or Dropout)."""
     names = set()
-    stack = [t._keras_history.operation for t in model.outputs]
+    stack = [_compat.producer(t) for t in model.outputs]
     while stack:
         op = stack.pop()
         if registry.get_spec(op) is not None or isinstance(op, keras.Model):
             names.add(op.name)
             continue
-        for node in op._inbound_nodes:
-            stack.extend(t._keras_history.operation for t in node.input_tensors)
+        for node in _compat.inbound_nodes(op):
+            stack.extend(_compat.producer(t) for t in node.input_tensors)
     return names
 
 
@@ -308,7 +309,7 @@ def _check_combination(granularity, round_to, block_size, m_by_n, explicit_sched
 
 # Keras modules whose layers never hold prunable weights (pooling, dropout, reshaping,
 # activations, normalization, merging, ...): wrapping one is a no-op, as in tfmot.
-_NO_PRUNABLE_WEIGHTS = tuple(f"keras.src.layers.{m}." for m in (
+_NO_PRUNABLE_WEIGHTS = tuple(f"{_compat.KERAS_LAYERS_MODULE}.{m}." for m in (
     "pooling", "regularization", "reshaping", "activations", "normalization", "merging",
     "preprocessing", "core.identity", "core.input_layer", "core.masking"))
 
@@ -408,7 +409,7 @@ def _prune_graph_model(model, options):
 
 def _swap_tracked(parent, old, new):
     """Put `new` where `old` is in the parent's tracked sublayers (order kept)."""
-    layers = parent._layers
+    layers = _compat.child_layers(parent)
     for i, layer in enumerate(layers):
         if layer is old:
             layers[i] = new

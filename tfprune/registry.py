@@ -17,6 +17,8 @@ import dataclasses
 
 import keras
 
+from tfprune import _compat
+
 __all__ = ["PrunableLayer", "LayerSpec", "get_spec", "SPECS_BY_CLASS_NAME", "unit_shape"]
 
 
@@ -119,14 +121,7 @@ _SEPARABLE = LayerSpec(("pointwise_kernel",), "pointwise_kernel", "last")
 _EMBEDDING = LayerSpec(("embeddings",), "embeddings", "last", unit_bias=None)
 _EINSUM = LayerSpec(("kernel",))
 _RNN = LayerSpec(("cell.kernel", "cell.recurrent_kernel"))
-_MHA = LayerSpec(
-    (
-        "_query_dense.kernel",
-        "_key_dense.kernel",
-        "_value_dense.kernel",
-        "_output_dense.kernel",
-    )
-)
+_MHA = LayerSpec(tuple(f"{name}.kernel" for name in _compat.MHA_PROJECTIONS))
 
 class _GenericRNNSpec(LayerSpec):
     """`keras.layers.RNN(cell)`: the cell's kernel and recurrent kernel; each cell of

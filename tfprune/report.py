@@ -23,6 +23,7 @@ import json
 import keras
 import numpy as np
 
+from tfprune import _compat
 from tfprune import registry
 from tfprune.wrappers import PruneLowMagnitude
 
@@ -296,8 +297,8 @@ def _name(layer):
 
 def _layers(model):
     """Leaf layers of `model` (wrappers stand for their inner layer)."""
-    if isinstance(model, PruneLowMagnitude) or not hasattr(model, "_flatten_layers"):
+    if isinstance(model, PruneLowMagnitude) or not isinstance(model, keras.layers.Layer):
         return [model]
-    layers = list(model._flatten_layers(include_self=False, recursive=True))
+    layers = _compat.flatten_layers(model)
     inner_of_wrappers = {id(l.layer) for l in layers if isinstance(l, PruneLowMagnitude)}
     return [l for l in layers if id(l) not in inner_of_wrappers and not isinstance(l, keras.Model)]

@@ -50,8 +50,8 @@ import warnings
 
 import keras
 import numpy as np
-from keras.src.saving import serialization_lib
 
+from tfprune import _compat
 from tfprune import flops, graph, masks, registry
 
 __all__ = ["shrink", "ShrinkReport", "ShrinkRow"]
@@ -453,7 +453,7 @@ def _target_shape(config, step, plan):
 def _clone(layer, config):
     """A new layer from `config` (the input layer itself if it cannot be rebuilt)."""
     try:
-        with serialization_lib.SafeModeScope(False):
+        with _compat.serialization_lib.SafeModeScope(False):
             return type(layer).from_config(config)
     except (NotImplementedError, TypeError, ValueError) as e:
         warnings.warn(
@@ -492,7 +492,7 @@ class _Builder:
         keep = self.plan.keep(self.plan.g.tensors.get(id(t)))
         if keep is not None:
             shape[-1] = int(keep.sum())
-        return keras.Input(batch_shape=tuple(shape), dtype=t.dtype, name=t._keras_history[0].name)
+        return keras.Input(batch_shape=tuple(shape), dtype=t.dtype, name=_compat.producer_name(t))
 
     def model(self, old):
         if id(old) not in self._models:
@@ -512,8 +512,8 @@ class _Builder:
                 values.update({id(t): y for t, y in zip(node.outputs, outs)})
             outputs = [values[id(t)] for t in fn.outputs]
             new = keras.Model(
-                keras.tree.pack_sequence_as(fn._inputs_struct, inputs),
-                keras.tree.pack_sequence_as(fn._outputs_struct, outputs),
+                keras.tree.pack_sequence_as(_compat.inputs_struct(fn), inputs),
+                keras.tree.pack_sequence_as(_compat.outputs_struct(fn), outputs),
                 name=old.name,
             )
         new.trainable = old.trainable
@@ -542,7 +542,7 @@ def _random_batch(model):
             arrays.append(rng.standard_normal(shape).astype(t.dtype))
         else:
             arrays.append(rng.integers(0, 2, shape).astype(t.dtype))
-    return keras.tree.pack_sequence_as(fn._inputs_struct, arrays)
+    return keras.tree.pack_sequence_as(_compat.inputs_struct(fn), arrays)
 
 
 def _outputs(model, x):
@@ -594,7 +594,7 @@ def _report(source, new, plan, skipped, round_to, diff):
 
 def _stripped(model):
     """`model` without pruning wrappers (masks applied), or `model` itself."""
-    if any(graph.is_wrapper(l) for l in model._flatten_layers(include_self=False)):
+    if any(graph.is_wrapper(l) for l in _compat.flatten_layers(model)):
         from tfprune.prune import strip_pruning
 
         return strip_pruning(model)

@@ -28,6 +28,7 @@ import warnings
 
 import numpy as np
 
+from tfprune import _compat
 from tfprune.export import analyze, flatbuffer, rewrite, rules, verify as verify_lib
 from tfprune.export.report import Decision, ExportReport, Verification
 
@@ -91,7 +92,7 @@ def _check_options(model, path, sparse, quantize, representative_data, verify, s
     for name, data in (("representative_data", representative_data),
                        ("sample_inputs", sample_inputs)):
         verify_lib.check_model_inputs(model, data, f"Argument `{name}`")  # before converting
-    quantized = [l.name for l in model._flatten_layers(include_self=False)
+    quantized = [l.name for l in _compat.flatten_layers(model)
                  if getattr(l, "quantization_mode", None)]
     if quantized:
         raise ValueError(
@@ -116,7 +117,7 @@ def _check_options(model, path, sparse, quantize, representative_data, verify, s
 def _has_wrappers(model):
     from tfprune import graph
 
-    return any(graph.is_wrapper(l) for l in model._flatten_layers(include_self=False))
+    return any(graph.is_wrapper(l) for l in _compat.flatten_layers(model))
 
 
 def _is_graph_model(model):

@@ -26,9 +26,7 @@ import copy
 import dataclasses
 
 import keras
-from keras.src.backend.common import global_state
-from keras.src.saving import saving_lib
-from keras.src.utils.naming import to_snake_case
+from tfprune._compat import global_state, saving_lib, to_snake_case
 
 __all__ = ["Outline", "outline", "expected_variables", "MODEL_CLASSES"]
 

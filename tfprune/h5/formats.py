@@ -39,7 +39,7 @@ import zipfile
 import h5py
 import keras
 import numpy as np
-from keras.src.utils.naming import to_snake_case
+from tfprune._compat import to_snake_case
 
 from tfprune import registry
 from tfprune.h5 import config as config_lib

@@ -5,6 +5,7 @@ import re
 import keras
 from keras import ops
 
+from tfprune import _compat
 from tfprune import masks as masks_lib
 from tfprune import registry
 from tfprune import schedules
@@ -158,8 +159,8 @@ class PruneLowMagnitude(keras.layers.Wrapper):
                 f"Layer `{layer.name}` ({type(layer).__name__}) has no output units to "
                 "prune; use granularity='weight'. Received: granularity='unit'"
             )
-        if getattr(layer, "_input_shape_arg", None) is not None:
-            kwargs.setdefault("input_shape", layer._input_shape_arg)
+        if _compat.input_shape_arg(layer) is not None:
+            kwargs.setdefault("input_shape", _compat.input_shape_arg(layer))
         kwargs.setdefault("name", f"prune_low_magnitude_{layer.name}")
         super().__init__(layer, **kwargs)
         if pruning_schedule is None:

@@ -22,6 +22,8 @@ Backends differ in how state leaves a compiled optimizer step:
 import keras
 from keras import ops
 
+from tfprune import _compat
+
 __all__ = ["PruneState", "apply_if", "attach", "detach", "innermost_optimizer"]
 
 
@@ -135,14 +137,15 @@ def attach(optimizer, variables):
     for opt in _chain(optimizer):
         _patch_saving(opt)
     inner = innermost_optimizer(optimizer)
-    present = {id(v) for v in inner._variables}
+    present = {id(v) for v in _compat.optimizer_variables(inner)}
     for v in variables:
         v._tfprune_state = True
         if id(v) not in present:
-            inner._variables.append(v)
+            _compat.optimizer_variables(inner).append(v)
 
 
 def detach(optimizer):
     """Remove the pruning state attached by `attach`."""
     inner = innermost_optimizer(optimizer)
-    inner._variables[:] = _own(inner, inner._variables)
+    variables = _compat.optimizer_variables(inner)
+    variables[:] = _own(inner, variables)

@@ -1,0 +1,86 @@
+"""tfprune/_compat.py: each private Keras API tfprune relies on still exists in the
+installed Keras and means what tfprune assumes (a Keras upgrade that breaks one
+fails here, by name, rather than deep inside pruning)."""
+
+import keras
+import numpy as np
+from keras import layers as L
+
+from tfprune import _compat
+
+
+def _functional():
+    x = keras.Input((4,), name="x")
+    h = L.Dense(3, name="h")(x)
+    inner = keras.Sequential([keras.Input((3,)), L.Dense(2, name="inner_d")], name="inner")
+    return keras.Model(x, inner(h), name="outer")
+
+
+def test_flatten_layers_walks_nested_models_recursively():
+    names = [l.name for l in _compat.flatten_layers(_functional())]
+    assert {"h", "inner", "inner_d"} <= set(names)
+    assert "outer" not in names
+
+
+def test_child_layers_is_the_models_own_list():
+    model = keras.Sequential([keras.Input((3,)), L.Dense(2, name="d")])
+    assert [l.name for l in _compat.child_layers(model)][-1] == "d"
+
+
+def test_producer_and_nodes_follow_the_functional_graph():
+    model = _functional()
+    out = _compat.producer(model.outputs[0])
+    assert out.name == "inner"
+    assert _compat.producer_name(model.inputs[0]) == "x"
+    h = model.get_layer("h")
+    assert [_compat.producer(t).name for n in _compat.inbound_nodes(h) for t in n.input_tensors] == ["x"]
+    assert _compat.outbound_nodes(h)
+    assert _compat.inbound_nodes(object()) == [] == _compat.outbound_nodes(object())
+
+
+def test_graph_of_sequential_and_functional_models():
+    seq = keras.Sequential([L.Dense(2)])
+    assert _compat.sequential_graph(seq) is None  # not built
+    seq.build((None, 3))
+    fn = _compat.sequential_graph(seq)
+    assert _compat.has_graph(fn) and _compat.has_graph(_functional())
+    depths = _compat.nodes_by_depth(fn)
+    assert sorted(depths) == list(range(len(depths)))
+    assert keras.tree.flatten(_compat.inputs_struct(fn))[0] is fn.inputs[0]
+    assert keras.tree.flatten(_compat.outputs_struct(fn))[0] is fn.outputs[0]
+
+    class Sub(keras.Model):
+        def call(self, x):
+            return x
+
+    assert not _compat.has_graph(Sub())
+
+
+def test_input_shape_arg_is_what_the_layer_was_given():
+    assert tuple(_compat.input_shape_arg(L.Dense(2, input_shape=(5,)))) == (5,)
+    assert _compat.input_shape_arg(L.Dense(2)) is None
+
+
+def test_optimizer_variables_is_the_list_the_optimizer_steps():
+    opt = keras.optimizers.Adam()
+    v = keras.Variable(np.zeros((2,), "float32"))
+    opt.build([v])
+    variables = _compat.optimizer_variables(opt)
+    assert isinstance(variables, list)
+    assert {id(x) for x in opt.variables} == {id(x) for x in variables}
+
+
+def test_mha_projections_are_the_layers_kernels():
+    mha = L.MultiHeadAttention(2, 4)
+    x = np.zeros((1, 3, 8), "float32")
+    mha(x, x)
+    for name in _compat.MHA_PROJECTIONS:
+        assert getattr(mha, name).kernel.shape[0] > 0
+
+
+def test_builtin_layers_live_where_compat_says():
+    assert type(L.Dense(2)).__module__.startswith(_compat.KERAS_LAYERS_MODULE + ".")
+    assert _compat.to_snake_case("MyLayer") == "my_layer"
+    assert callable(_compat.serialization_lib.serialize_keras_object)
+    assert hasattr(_compat.saving_lib, "save_model")
+    assert hasattr(_compat.global_state, "get_global_attribute")

@@ -1,0 +1,91 @@
+"""Every use of private Keras API in tfprune, behind one module.
+
+tfprune needs a few things Keras 3 does not expose publicly: the layers of a model
+walked recursively, the functional graph (nodes, the layer that produced a
+symbolic tensor), a layer's `input_shape=` argument, the optimizer's variable
+list (JAX's stateless step), and some `keras.src` helpers for reading and writing
+saved models. They are all here, so a Keras upgrade that renames one is a fix in
+this file alone (tests/test_compat.py checks each against the installed Keras).
+"""
+
+import keras
+from keras.src.backend.common import global_state  # noqa: F401  (re-exported)
+from keras.src.saving import saving_lib  # noqa: F401
+from keras.src.saving import serialization_lib  # noqa: F401
+from keras.src.utils.naming import to_snake_case  # noqa: F401
+
+__all__ = [
+    "KERAS_LAYERS_MODULE", "MHA_PROJECTIONS", "flatten_layers", "child_layers", "producer", "producer_name",
+    "inbound_nodes", "outbound_nodes", "sequential_graph", "has_graph", "nodes_by_depth",
+    "inputs_struct", "outputs_struct", "input_shape_arg", "optimizer_variables",
+    "global_state", "saving_lib", "serialization_lib", "to_snake_case",
+]
+
+KERAS_LAYERS_MODULE = "keras.src.layers"  # where Keras's built-in layer classes live
+
+# MultiHeadAttention's projection sublayers (private attributes), in weight order.
+MHA_PROJECTIONS = ("_query_dense", "_key_dense", "_value_dense", "_output_dense")
+
+
+def flatten_layers(model, include_self=False, recursive=True):
+    """Every layer inside `model` (nested models' layers too when `recursive`),
+    in tracking order."""
+    return list(model._flatten_layers(include_self=include_self, recursive=recursive))
+
+
+def child_layers(parent):
+    """The list of layers `parent` (a model or layer) tracks directly (mutable)."""
+    return parent._layers
+
+
+def producer(tensor):
+    """The layer (operation) that produced a symbolic Keras tensor."""
+    return tensor._keras_history.operation
+
+
+def producer_name(tensor):
+    return tensor._keras_history[0].name
+
+
+def inbound_nodes(layer):
+    """The functional-graph nodes where `layer` was called."""
+    return getattr(layer, "_inbound_nodes", [])
+
+
+def outbound_nodes(layer):
+    """The nodes that consume `layer`'s outputs."""
+    return getattr(layer, "_outbound_nodes", [])
+
+
+def sequential_graph(model):
+    """The `Functional` graph inside a Sequential model (None before it is built)."""
+    return model._functional
+
+
+def has_graph(model):
+    """Whether `model` is itself a functional graph (not subclassed)."""
+    return hasattr(model, "_nodes_by_depth")
+
+
+def nodes_by_depth(fn):
+    """`{depth: [node, ...]}` of a functional graph (depth 0: the outputs)."""
+    return fn._nodes_by_depth
+
+
+def inputs_struct(fn):
+    return fn._inputs_struct
+
+
+def outputs_struct(fn):
+    return fn._outputs_struct
+
+
+def input_shape_arg(layer):
+    """The `input_shape=` a layer was constructed with (None if none)."""
+    return getattr(layer, "_input_shape_arg", None)
+
+
+def optimizer_variables(optimizer):
+    """The optimizer's own variable list (mutable: JAX's stateless train step
+    passes exactly these through the step)."""
+    return optimizer._variables
