@@ -60,6 +60,32 @@ def test_ops_topk_equals_numpy_bitwise(n, ties, jit, rng):
 
 
 @pytest.mark.parametrize("jit", JIT_MODES)
+@pytest.mark.parametrize("shape", [(300, 257), (70_001,)], ids=["2d", "1d"])
+@pytest.mark.parametrize("ties", ["distinct", "ties", "half-zero"])
+def test_chunked_radix_select_equals_numpy_bitwise(shape, ties, jit, rng, monkeypatch):
+    """Long vectors are histogrammed CHUNK items at a time (a fori_loop over static
+    slices, the last one overlapping) and tied thresholds located chunk by chunk:
+    the keep set is the NumPy one, bit for bit."""
+    from tfprune.masks import ops_kernel
+
+    monkeypatch.setattr(ops_kernel, "CHUNK", 4099)  # several chunks, a ragged last one
+    scores = np.abs(rng.standard_normal(shape)).astype("float32")
+    if ties == "ties":
+        scores = np.round(scores * 4) / 4
+    if ties == "half-zero":
+        scores[..., : shape[-1] // 2] = 0
+    n = scores.size
+    fn = compiled(lambda s, k: masks.topk_keep(s, k), jit)
+    for k in (1, n // 10, n // 2 + 7, n - 3):
+        got = to_numpy(fn(ops.convert_to_tensor(scores), np.int32(k)))
+        np.testing.assert_array_equal(got.reshape(-1), masks.topk_keep_np(scores.reshape(-1), k))
+    keep = rng.random(n) < 0.3
+    smallest = to_numpy(compiled(ops_kernel.masked_min, jit)(
+        ops.convert_to_tensor(scores.reshape(-1)), ops.convert_to_tensor(keep)))
+    assert smallest == scores.reshape(-1)[keep].min()
+
+
+@pytest.mark.parametrize("jit", JIT_MODES)
 @pytest.mark.parametrize("scope", ["layer", "global"])
 def test_policy_on_ops_equals_numpy_for_every_granularity(scope, jit, rng):
     kernels = [rng.standard_normal(shape).astype("float32") for shape in ((300, 40), (96, 260))]

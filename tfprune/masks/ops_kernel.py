@@ -14,6 +14,12 @@ stateless jitted step and eagerly in torch.
   other dtypes (float64 unit scores) sort their values and take the k-th.
 - Ties at the threshold are kept lowest index first (a cumulative count of the
   tied items), only when there are more tied items than places.
+- Memory: vectors longer than `CHUNK` are histogrammed `CHUNK` items at a time
+  (a `fori_loop` over static-size slices), so no full-length integer temporary
+  exists; the peak beyond the scores is the boolean keep mask (n bytes) plus
+  chunk-sized temporaries. Tied thresholds in a rank-2+ kernel find the position of
+  the last tied item kept chunk by chunk too and compare row/column indices by
+  broadcasting; only a 1-D vector with such ties takes a full-length cumulative sum.
 
 NumPy computes the same sets in `tfprune.masks.numpy_kernel` (tested bit for bit).
 """
@@ -21,9 +27,10 @@ NumPy computes the same sets in `tfprune.masks.numpy_kernel` (tested bit for bit
 import keras
 from keras import ops
 
-__all__ = ["SORT_LIMIT", "score_dtype", "topk_keep", "keep_count"]
+__all__ = ["SORT_LIMIT", "CHUNK", "score_dtype", "topk_keep", "keep_count", "masked_min"]
 
 SORT_LIMIT = 1 << 16
+CHUNK = 1 << 20  # items per histogram slice of a long vector (4 MiB of int32)
 
 
 def score_dtype():
@@ -67,26 +74,106 @@ def _topk_sorted(flat, k):
     return _keep_first_ties(flat, t, greater, k - _count(greater))
 
 
-def _topk_radix(flat, k):
+def _chunked(flat, n, chunk, body, init):
+    """`fori_loop` of `body(x, valid, start, carry) -> carry` over `chunk`-sized
+    slices of `flat` (static sizes: the last slice starts at `n - chunk` and
+    `valid` marks the items that no earlier slice covered)."""
+    steps = -(-n // chunk)
+    offsets = ops.arange(chunk, dtype="int32")
+
+    def step(i, carry):
+        first = i * chunk
+        start = ops.minimum(first, n - chunk)
+        x = ops.slice(flat, ops.reshape(start, (1,)), (chunk,))
+        return body(x, offsets + start >= first, start, carry)
+
+    return ops.fori_loop(0, steps, step, init)
+
+
+def _histogram(flat, n, ids_of, buckets, chunk):
+    """Counts of `ids_of(flat)` in `[0, buckets)` (ids == buckets are not counted)."""
+    if n <= chunk:
+        ids = ids_of(flat)
+        return ops.segment_sum(ops.ones_like(ids), ids, num_segments=buckets + 1)[:buckets]
+
+    def body(x, valid, start, hist):
+        ids = ops.where(valid, ids_of(x), buckets)
+        return hist + ops.segment_sum(ops.ones_like(ids), ids, num_segments=buckets + 1)
+
+    return _chunked(flat, n, chunk, body, ops.zeros((buckets + 1,), "int32"))[:buckets]
+
+
+def _last_tied_index(bits, t, need, n, chunk):
+    """Flat index of the `need`-th item equal to `t` (need >= 1, and that many exist)."""
+
+    def body(x, valid, start, carry):
+        seen, pos = carry
+        tied = ops.cast(ops.logical_and(ops.equal(x, t), valid), "int32")
+        rank = ops.cumsum(tied) + seen
+        hit = ops.logical_and(ops.equal(rank, need), ops.equal(tied, 1))
+        found = ops.any(hit)
+        at = start + ops.cast(ops.argmax(ops.cast(hit, "int32")), "int32")
+        return seen + ops.sum(tied), ops.where(found, at, pos)
+
+    init = (ops.zeros((), "int32"), ops.zeros((), "int32"))
+    return _chunked(bits, n, min(chunk, n), body, init)[1]
+
+
+def _keep_first_ties_2d(bits, shape, t, need, chunk):
+    """`_keep_first_ties` of a rank-2+ tensor's bits without full-length integer
+    temporaries: the last kept tied item's position, then index comparisons of
+    broadcast rows and columns."""
+    n = int(bits.shape[0])
+    cols = int(shape[-1])
+    pos = _last_tied_index(bits, t, need, n, chunk)
+    grid = ops.reshape(bits, (n // cols, cols))
+    rows = ops.arange(n // cols, dtype="int32")[:, None]
+    columns = ops.arange(cols, dtype="int32")[None, :]
+    row, col = pos // cols, pos % cols
+    upto = ops.logical_or(ops.less(rows, row),
+                          ops.logical_and(ops.equal(rows, row), ops.less_equal(columns, col)))
+    keep = ops.logical_or(ops.greater(grid, t), ops.logical_and(ops.equal(grid, t), upto))
+    return ops.reshape(keep, (n,))
+
+
+def _topk_radix(flat, k, shape=None, chunk=None):
+    n = int(flat.shape[0])
+    chunk = CHUNK if chunk is None else chunk
     bits = ops.view(flat, "int32")
-    hi = ops.right_shift(bits, 16)
-    ones = ops.ones_like(hi)
-    c1 = ops.segment_sum(ones, hi, num_segments=32768)
+    c1 = _histogram(bits, n, lambda x: ops.right_shift(x, 16), 32768, chunk)
     cum1 = _at_least(c1)
     b = _count(cum1 >= k) - 1
     above = ops.take(cum1, b) - ops.take(c1, b)
-    lo = ops.where(ops.equal(hi, b), ops.bitwise_and(bits, 0xFFFF), 65536)
-    c2 = ops.segment_sum(ones, lo, num_segments=65537)[:65536]
+
+    def low_ids(x):
+        return ops.where(ops.equal(ops.right_shift(x, 16), b), ops.bitwise_and(x, 0xFFFF), 65536)
+
+    c2 = _histogram(bits, n, low_ids, 65536, chunk)
     cum2 = _at_least(c2) + above
     low = _count(cum2 >= k) - 1
     t = ops.bitwise_or(ops.left_shift(b, 16), low)
     tied = ops.take(c2, low)
     need = k - (ops.take(cum2, low) - tied)
-    return ops.cond(
-        ops.equal(need, tied),
-        lambda: ops.greater_equal(bits, t),
-        lambda: _keep_first_ties(bits, t, ops.greater(bits, t), need),
-    )
+    if shape is not None and len(shape) >= 2 and int(shape[-1]) > 1 and n > chunk:
+        ties = lambda: _keep_first_ties_2d(bits, shape, t, need, chunk)  # noqa: E731
+    else:
+        ties = lambda: _keep_first_ties(bits, t, ops.greater(bits, t), need)  # noqa: E731
+    return ops.cond(ops.equal(need, tied), lambda: ops.greater_equal(bits, t), ties)
+
+
+def masked_min(values, keep):
+    """`min(values[keep])` (inf when nothing is kept) of flat float32 vectors;
+    `CHUNK` items at a time for long ones (no full-length temporary)."""
+    n = int(values.shape[0])
+    inf = ops.convert_to_tensor(float("inf"), "float32")
+    if n <= CHUNK:
+        return ops.min(ops.where(keep, values, inf))
+
+    def body(x, valid, start, smallest):
+        k = ops.slice(keep, ops.reshape(start, (1,)), (CHUNK,))
+        return ops.minimum(smallest, ops.min(ops.where(ops.logical_and(k, valid), x, inf)))
+
+    return _chunked(values, n, CHUNK, body, inf)
 
 
 def topk_keep(scores, k):
@@ -99,7 +186,7 @@ def topk_keep(scores, k):
     n = int(flat.shape[0])
     k = ops.clip(ops.cast(k, "int32"), 1, n)
     if n > SORT_LIMIT and keras.backend.standardize_dtype(flat.dtype) == "float32":
-        keep = _topk_radix(flat, k)
+        keep = _topk_radix(flat, k, tuple(scores.shape))
     else:
         keep = _topk_sorted(flat, k)
     return ops.reshape(keep, ops.shape(scores))

@@ -19,9 +19,10 @@ import keras
 import numpy as np
 from keras import ops
 
+from tfprune import _compat
 from tfprune import masks as masks_lib
 from tfprune import schedules
-from tfprune.masks import policy
+from tfprune.masks import ops_kernel, policy
 from tfprune.wrappers.layer import MaskConstraint, PruneLowMagnitude
 from tfprune.wrappers.state import apply_if
 
@@ -33,7 +34,14 @@ def _follower_variables(bn):
 
 
 def _nonfinite(x):
-    return ops.sum(ops.cast(ops.logical_not(ops.isfinite(x)), "int32"))
+    """How many NaN/Inf values `x` holds. Counted only when the plain sum of `x` is
+    not finite (a NaN/Inf anywhere makes it so; an overflowing sum just counts 0),
+    so the usual step adds no temporary as large as `x`."""
+    return ops.cond(
+        ops.isfinite(ops.sum(ops.cast(x, "float32"))),
+        lambda: ops.convert_to_tensor(0, "int32"),
+        lambda: ops.sum(ops.cast(ops.logical_not(ops.isfinite(x)), "int32")),
+    )
 
 
 class Link:
@@ -121,8 +129,8 @@ def _min_kept(scored):
     """The smallest kept score over `[(scores, keep)]`, as float32."""
     smallest = None
     for s, keep in scored:
-        s = ops.cast(ops.reshape(s, (-1,)), "float32")
-        m = ops.min(ops.where(ops.reshape(keep, (-1,)), s, np.inf))
+        m = ops_kernel.masked_min(ops.cast(ops.reshape(s, (-1,)), "float32"),
+                                  ops.reshape(keep, (-1,)))
         smallest = m if smallest is None else ops.minimum(smallest, m)
     return smallest
 
@@ -224,7 +232,7 @@ def _link_followers(wrappers, model):
         return
     by_name = {
         layer.name: layer
-        for layer in model._flatten_layers(include_self=False, recursive=True)
+        for layer in _compat.flatten_layers(model)
         if layer.name in wanted
     }
     for w in wrappers:
@@ -304,6 +312,6 @@ def collect_wrappers(model):
         return []
     return [
         layer
-        for layer in model._flatten_layers(include_self=False, recursive=True)
+        for layer in _compat.flatten_layers(model)
         if isinstance(layer, PruneLowMagnitude)
     ]
