@@ -14,6 +14,9 @@ TREE := build/test-tree
 # `make test` runs the whole suite; TESTS / PYTEST_ARGS narrow it for a quick look.
 TESTS ?= tests
 PYTEST_ARGS ?=
+# Then the `core` tests again on each other Keras backend (BACKENDS= skips them).
+BACKENDS ?= jax torch
+CORE_TESTS ?= tests/test_backends.py
 # Offline machines point at a local copy of mnist.npz; online, keras downloads it.
 TFPRUNE_DATA_DIR ?= $(if $(wildcard ../shared/data/mnist.npz),$(abspath ../shared/data),)
 export TFPRUNE_DATA_DIR
@@ -48,6 +51,12 @@ test: install
 	  | tar -cf - -T - | tar -xf - -C $(TREE)
 	cd $(TREE) && TFPRUNE_TEST_INSTALLED=1 TFPRUNE_SOURCE_DIR="$(CURDIR)" \
 	  "$(abspath $(PY))" -m pytest -q $(TESTS) $(PYTEST_ARGS)
+	for backend in $(BACKENDS); do \
+	  echo "== the core tests on KERAS_BACKEND=$$backend"; \
+	  (cd $(TREE) && KERAS_BACKEND=$$backend TFPRUNE_TEST_INSTALLED=1 \
+	    TFPRUNE_SOURCE_DIR="$(CURDIR)" "$(abspath $(PY))" -m pytest -q -m core \
+	    $(CORE_TESTS)) || exit 1; \
+	done
 
 demo: install
 	$(VENV)/bin/tfprune demo --output-dir demo_output
