@@ -123,9 +123,9 @@ def check_model_inputs(model, data, where, labels=None):
         pairs = [(repr(n), data[n]) for n, _ in specs]
     else:
         arrays = list(data) if isinstance(data, (list, tuple)) else [data]
-        names = list(labels) if labels is not None and len(labels) == len(arrays) else [
-            f"#{i}" for i in range(len(arrays))]
-        pairs = [(repr(n) if labels is not None else n, a) for n, a in zip(names, arrays)]
+        named = labels is not None and len(labels) == len(arrays)
+        names = [repr(n) for n in labels] if named else [f"#{i}" for i in range(len(arrays))]
+        pairs = list(zip(names, arrays))
     wanted = ", ".join(f"{n!r} of shape {shape}" for n, shape in specs)
     have = ", ".join(f"{n} of shape {_shape(a)}" for n, a in pairs)
     if len(pairs) != len(specs):
