@@ -29,7 +29,8 @@ speed-up and size reduction of the shrunk models) and vgg16_sweep.json. The trai
 model and the sweeps' records are kept in `--work-dir` (a rerun resumes).
 
 Run:  TFPRUNE_DATA_DIR=/work/shared/data .venv/bin/python benchmarks/vgg16_sweep.py
-      (--quick: a smoke run, width 1/16, 2000 images, writes nothing unless --output-dir)
+      (--quick: a smoke run, width 1/16, 2000 images, writes nothing unless --output-dir;
+       --plot-only: redraw the PNG from the saved CSV and JSON)
 """
 
 import argparse
@@ -119,7 +120,8 @@ def figure(result, rows, dense_params, path, title):
     fig = Figure(figsize=(13, 5), layout="constrained")
     FigureCanvasAgg(fig)
     left, right = fig.subplots(1, 2, width_ratios=(3, 2))
-    tfprune.plot.curves(result, ax=left, title=title)
+    tfprune.plot.curves(result, ax=left, title="accuracy vs sparsity")
+    fig.suptitle(title)
     xs = [r["sparsity"] for r in rows]
     right.plot(xs, [r["speedup"] for r in rows], "o-", color="tab:orange",
                label="batch-1 latency: dense / shrunk (Keras, this CPU)")
@@ -145,6 +147,27 @@ def figure(result, rows, dense_params, path, title):
     fig.savefig(path, dpi=150)
 
 
+def title_for(width, name, finetuned):
+    data = ("MNIST padded to 32x32x3 (offline stand-in, not CIFAR-10)"
+            if name.startswith("mnist") else name)
+    return (f"VGG-16 (width {width:g}) on {data}: test accuracy, one-shot"
+            + (" and fine-tuned" if finetuned else ""))
+
+
+def plot_only(out):
+    """Redraw vgg16_sweep.png from the saved vgg16_sweep.{csv,json} (no TensorFlow work)."""
+    csv_path, json_path = out / "vgg16_sweep.csv", out / "vgg16_sweep.json"
+    if not (csv_path.is_file() and json_path.is_file()):
+        raise SystemExit(f"--plot-only: no {csv_path} / {json_path}; run the sweep first")
+    result = tfprune.sweep.SweepResult.load(csv_path)
+    saved = json.loads(json_path.read_text())
+    result.config.update(data=f"{saved['data']}:test")
+    finetuned = any(r["finetune_epochs"] for r in result.records)
+    figure(result, saved["unit_levels"], saved["params"], out / "vgg16_sweep.png",
+           title_for(saved["settings"]["width"], saved["data"], finetuned))
+    log(f"wrote {out / 'vgg16_sweep.png'} from {csv_path}, {json_path}")
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--width", type=float, default=0.25,
@@ -163,7 +186,12 @@ def main():
     p.add_argument("--output-dir", default=None,
                    help="where to write vgg16_sweep.* (default benchmarks/results; --quick "
                         "writes nothing unless given)")
+    p.add_argument("--plot-only", action="store_true",
+                   help="redraw vgg16_sweep.png from the saved vgg16_sweep.{csv,json} in "
+                        "--output-dir (default benchmarks/results), without running")
     args = p.parse_args()
+    if args.plot_only:
+        return plot_only(pathlib.Path(args.output_dir) if args.output_dir else RESULTS)
     levels = LEVELS
     if args.quick:
         args.width, args.epochs = 0.0625, 1
@@ -233,7 +261,7 @@ def main():
     out.mkdir(parents=True, exist_ok=True)
     result.to_csv(out / "vgg16_sweep.csv")
     figure(result, rows, model.count_params(), out / "vgg16_sweep.png",
-           f"VGG-16 (width {args.width:g}) on {name}: one-shot, test accuracy")
+           title_for(args.width, name, bool(args.finetune_epochs)))
     payload = dict(data=name, data_note=note, settings=vars(args), levels=list(levels),
                    params=model.count_params(), dense_latency_ms=dense_ms, unit_levels=rows,
                    summary=result.summary(), timings=timings,
