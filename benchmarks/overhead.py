@@ -35,8 +35,11 @@ interleaved measurements, and collects their JSON into one table:
    its untaken update conditional); `countonly` drops the mask multiply;
    `stepsonly` also drops the conditional (the step counter is all that is left).
    So tfprune - noupdate = the mask updates, noupdate - countonly = the multiply,
-   countonly - stepsonly = the conditional. `--modes` limits the epoch timing to
-   some compile modes (a breakdown of one mode is cheaper).
+   countonly - stepsonly = the conditional. `--masksonly` adds a variant on the
+   real schedule whose update conditional writes only the masks and pruning state
+   (the kernels pass through it no more; the new masks reach them one step late, so
+   timing only). `--modes` limits the epoch timing to some compile modes (a
+   breakdown of one mode is cheaper).
 
 2. One mask update at 90% on a 1000x1000 and a 25088x4096 (VGG-16 fc6) kernel,
    compiled the way each backend's train step is (TF: `tf.function` and
@@ -186,7 +189,8 @@ def overhead_rows(backends):
                     "final_state": e["final_state"].get(pruned),
                     "loadavg_per_round": e["loadavg_per_round"],
                 })
-    order = {"tfprune": 0, "tfmot": 1, "noupdate": 2, "countonly": 2, "stepsonly": 2}
+    order = {"tfprune": 0, "tfmot": 1, "noupdate": 2, "countonly": 2, "stepsonly": 2,
+             "masksonly": 2}
     return sorted(rows, key=lambda r: order[r["variant"]])  # stable: backend order kept
 
 
@@ -377,6 +381,10 @@ def main(argv=None):
                    help="also time the diagnostic variants noupdate, countonly and "
                         "stepsonly per mode, and torch's eager+bincount mask update "
                         "(default off)")
+    p.add_argument("--masksonly", action="store_true",
+                   help="also time the diagnostic variant masksonly: the real schedule, "
+                        "but the update conditional writes only masks and state, not the "
+                        "kernels (default off)")
     p.add_argument("--modes", default=None,
                    help="comma-separated compile modes to time epochs in, among graph, xla, "
                         "tf_keras (tfmot), jit, eager (default: all of each backend's)")
@@ -431,6 +439,7 @@ def main(argv=None):
             "repeats_for": {"torch": args.torch_repeats},
             "frequency": args.frequency, "final_sparsity": FINAL_SPARSITY,
             "breakdown": args.breakdown, "modes": args.modes, "skip_epochs": args.skip_epochs,
+            "masksonly": args.masksonly,
             "skip_masks": args.skip_masks, "mask_repeats": args.mask_repeats,
             "big_repeats": args.big_repeats, "big_shape": big, "seed": args.seed,
             "weights": str(weights),

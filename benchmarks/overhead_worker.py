@@ -205,6 +205,31 @@ def CountOnlyPruningStep(constraint=None):  # noqa: N802 (a callback factory)
     return CountOnly()
 
 
+def MasksOnlyPruningStep():  # noqa: N802 (a callback factory)
+    """`UpdatePruningStep` whose update conditional writes only the masks and the
+    pruning state: the pruned kernels are no longer operands/results of the
+    conditional (the next step's constraint applies a new mask to them, one step
+    late: not exact, for timing only). Measures what passing every kernel through
+    the conditional costs under XLA/JAX. Changes only this process's objects."""
+    import tfprune
+
+    class MasksOnly(tfprune.callbacks.UpdatePruningStep):
+        def on_train_begin(self, logs=None):
+            super().on_train_begin(logs)
+            for w in self._wrappers:
+                for t in w.targets:
+                    d = t.variable.constraint.drive
+                    if d is None:
+                        continue
+                    kernels = {id(u.variable) for x in d.wrappers for u in x.targets
+                               if u is not d.target}
+                    every = type(d)._variables.__get__(d)
+                    d._variables = lambda every=every, kernels=kernels: [
+                        v for v in every() if id(v) not in kernels]
+
+    return MasksOnly()
+
+
 def _compile_k3(model, mode):
     import keras
 
@@ -213,7 +238,8 @@ def _compile_k3(model, mode):
     return model
 
 
-def make_runs(backend, weights, end_step, frequency, final, breakdown, modes=None):
+def make_runs(backend, weights, end_step, frequency, final, breakdown, modes=None,
+              masksonly=False):
     """`[[Run, ...] per mode]`: every variant from the same initial weights (only
     the compile modes in `modes`, `tf_keras` included, when given)."""
     import tfprune
@@ -242,6 +268,10 @@ def make_runs(backend, weights, end_step, frequency, final, breakdown, modes=Non
             runs.append(Run(mode, "stepsonly", _compile_k3(
                 tfprune.prune_low_magnitude(build_keras3(weights), never), mode),
                 [CountOnlyPruningStep(_StepsOnly)]))
+        if masksonly:
+            runs.append(Run(mode, "masksonly", _compile_k3(
+                tfprune.prune_low_magnitude(build_keras3(weights), schedule()), mode),
+                [MasksOnlyPruningStep()]))
         groups.append(runs)
     if backend == "tensorflow" and (not modes or "tf_keras" in modes):
         import tensorflow_model_optimization as tfmot
@@ -321,7 +351,7 @@ def bench_epochs(backend, cfg):
     total_steps = steps * (1 + repeats)
     end_step = max(frequency, (total_steps // frequency) * frequency)
     groups = make_runs(backend, weights, end_step, frequency, cfg["final_sparsity"],
-                       cfg["breakdown"], cfg.get("modes"))
+                       cfg["breakdown"], cfg.get("modes"), cfg.get("masksonly", False))
     runs = [r for g in groups for r in g]
     if not runs:
         log(f"[{backend}] no epoch timing: none of its modes is in {cfg.get('modes')}")
@@ -350,7 +380,8 @@ def bench_epochs(backend, cfg):
         loads.append(os.getloadavg()[0])
         log(f"[{backend}]   round {i + 1}/{repeats} (load {loads[-1]:.1f}): "
             + "  ".join(f"{r.name} {wall[r.name][-1]:.2f}s" for r in runs))
-    state = {r.name: final_state(r) for r in runs if r.variant in ("tfprune", "tfmot")}
+    state = {r.name: final_state(r) for r in runs
+             if r.variant in ("tfprune", "tfmot", "masksonly")}
     return {
         "samples": len(x),
         "steps_per_epoch": steps,
