@@ -60,7 +60,7 @@ def test_ops_topk_equals_numpy_bitwise(n, ties, jit, rng):
 
 
 @pytest.mark.parametrize("jit", JIT_MODES)
-@pytest.mark.parametrize("shape", [(300, 257), (70_001,)], ids=["2d", "1d"])
+@pytest.mark.parametrize("shape", [(300, 257), (70_001,), (65_537,)], ids=["2d", "1d", "prime"])
 @pytest.mark.parametrize("ties", ["distinct", "ties", "half-zero"])
 def test_chunked_radix_select_equals_numpy_bitwise(shape, ties, jit, rng, monkeypatch):
     """Long vectors are histogrammed CHUNK items at a time (a fori_loop over static

@@ -17,9 +17,10 @@ stateless jitted step and eagerly in torch.
 - Memory: vectors longer than `CHUNK` are histogrammed `CHUNK` items at a time
   (a `fori_loop` over static-size slices), so no full-length integer temporary
   exists; the peak beyond the scores is the boolean keep mask (n bytes) plus
-  chunk-sized temporaries. Tied thresholds in a rank-2+ kernel find the position of
-  the last tied item kept chunk by chunk too and compare row/column indices by
-  broadcasting; only a 1-D vector with such ties takes a full-length cumulative sum.
+  chunk-sized temporaries. Tied thresholds find the position of the last tied item
+  kept chunk by chunk too and compare row/column indices of the vector viewed as a
+  grid by broadcasting; only a length with no divisor in [2, 4096] (a large prime)
+  takes a full-length cumulative sum.
 
 NumPy computes the same sets in `tfprune.masks.numpy_kernel` (tested bit for bit).
 """
@@ -126,12 +127,20 @@ def _last_tied_index(bits, t, need, n, chunk):
     return _chunked(bits, n, min(chunk, n), body, init)[1]
 
 
-def _keep_first_ties_2d(bits, shape, t, need, chunk):
-    """`_keep_first_ties` of a rank-2+ tensor's bits without full-length integer
-    temporaries: the last kept tied item's position, then index comparisons of
-    broadcast rows and columns."""
+def _grid_columns(n, widest=4096):
+    """The largest divisor of `n` in [2, widest] (1 if there is none): `n` items
+    viewed as rows of that many columns, in flat order."""
+    for cols in range(min(n, widest), 1, -1):
+        if n % cols == 0:
+            return cols
+    return 1
+
+
+def _keep_first_ties_2d(bits, cols, t, need, chunk):
+    """`_keep_first_ties` without full-length integer temporaries: the last kept
+    tied item's position, then index comparisons of broadcast rows and columns of
+    the flat vector viewed as `(n // cols, cols)`."""
     n = int(bits.shape[0])
-    cols = int(shape[-1])
     pos = _last_tied_index(bits, t, need, n, chunk)
     grid = ops.reshape(bits, (n // cols, cols))
     rows = ops.arange(n // cols, dtype="int32")[:, None]
@@ -143,7 +152,7 @@ def _keep_first_ties_2d(bits, shape, t, need, chunk):
     return ops.reshape(keep, (n,))
 
 
-def _topk_radix(flat, k, shape=None, chunk=None):
+def _topk_radix(flat, k, chunk=None):
     n = int(flat.shape[0])
     chunk = CHUNK if chunk is None else chunk
     bits = ops.view(flat, "int32")
@@ -161,8 +170,9 @@ def _topk_radix(flat, k, shape=None, chunk=None):
     t = ops.bitwise_or(ops.left_shift(b, 16), low)
     tied = ops.take(c2, low)
     need = k - (ops.take(cum2, low) - tied)
-    if shape is not None and len(shape) >= 2 and int(shape[-1]) > 1 and n > chunk:
-        ties = lambda: _keep_first_ties_2d(bits, shape, t, need, chunk)  # noqa: E731
+    cols = _grid_columns(n) if n > chunk else 1
+    if cols > 1:
+        ties = lambda: _keep_first_ties_2d(bits, cols, t, need, chunk)  # noqa: E731
     else:
         ties = lambda: _keep_first_ties(bits, t, ops.greater(bits, t), need)  # noqa: E731
     return ops.cond(ops.equal(need, tied), lambda: ops.greater_equal(bits, t), ties)
@@ -193,7 +203,7 @@ def topk_keep(scores, k):
     n = int(flat.shape[0])
     k = ops.clip(ops.cast(k, "int32"), 1, n)
     if n > SORT_LIMIT and keras.backend.standardize_dtype(flat.dtype) == "float32":
-        keep = _topk_radix(flat, k, tuple(scores.shape))
+        keep = _topk_radix(flat, k)
     else:
         keep = _topk_sorted(flat, k)
     return ops.reshape(keep, ops.shape(scores))
