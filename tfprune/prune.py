@@ -198,13 +198,17 @@ def prune_low_magnitude(
     check_granularity(granularity)
     masks_lib.check_scope(scope)
     masks_lib.check_round_to(round_to)
-    block_size = _check_block_size(block_size)
+    block_size = masks_lib.check_pair(block_size, "block_size")
     if block_size != (1, 1):
         masks_lib.Block(block_size, block_pooling_type)
     if sparsity_m_by_n is not None:
-        pattern = masks_lib.MByN(*_pair(sparsity_m_by_n))
+        pattern = masks_lib.MByN(*masks_lib.check_pair(sparsity_m_by_n, "sparsity_m_by_n"))
         sparsity_m_by_n = (pattern.m, pattern.n)
-    _check_combination(granularity, round_to, block_size, sparsity_m_by_n, explicit_schedule)
+    masks_lib.check_combination(granularity, round_to, block_size, sparsity_m_by_n)
+    if sparsity_m_by_n is not None and explicit_schedule:
+        warnings.warn(
+            f"tfprune: with sparsity_m_by_n={sparsity_m_by_n} the m:n mask is set at step 1 "
+            "and kept (as in tfmot); the pruning_schedule's sparsity is not used.", stacklevel=2)
     if pruning_policy is not None and not callable(getattr(pruning_policy, "allow_pruning", None)):
         raise TypeError(
             "Argument `pruning_policy` must be a `tfprune.PruningPolicy` (e.g. "
@@ -270,41 +274,6 @@ def collect_prunable_layers(model):
     """Every `PruneLowMagnitude` layer of `model` (nested models included), in
     model order (tfmot's `collect_prunable_layers`)."""
     return collect_wrappers(model)
-
-
-def _pair(value):
-    if not isinstance(value, (tuple, list)) or len(value) != 2:
-        raise TypeError(
-            f"Argument `sparsity_m_by_n` must be a tuple of 2 integers. "
-            f"Received: sparsity_m_by_n={value!r}")
-    return tuple(value)
-
-
-def _check_block_size(block_size):
-    if not isinstance(block_size, (tuple, list)) or len(block_size) != 2:
-        raise TypeError(
-            "Argument `block_size` must be a tuple of 2 integers. "
-            f"Received: block_size={block_size!r}")
-    return tuple(masks_lib.check_int(v, "block_size", 1) for v in block_size)
-
-
-def _check_combination(granularity, round_to, block_size, m_by_n, explicit_schedule):
-    if round_to != 1 and granularity != "unit":
-        raise ValueError(
-            "Argument `round_to` rounds unit counts and needs granularity='unit'. "
-            f"Received: round_to={round_to}, granularity={granularity!r}")
-    if (block_size != (1, 1) or m_by_n is not None) and granularity != "weight":
-        raise ValueError(
-            "Arguments `block_size` / `sparsity_m_by_n` shape weight masks and need "
-            f"granularity='weight'. Received: granularity={granularity!r}")
-    if block_size != (1, 1) and m_by_n is not None:
-        raise ValueError(
-            "Arguments `block_size` and `sparsity_m_by_n` cannot be combined. "
-            f"Received: block_size={block_size}, sparsity_m_by_n={m_by_n}")
-    if m_by_n is not None and explicit_schedule:
-        warnings.warn(
-            f"tfprune: with sparsity_m_by_n={m_by_n} the m:n mask is set at step 1 and "
-            "kept (as in tfmot); the pruning_schedule's sparsity is not used.", stacklevel=3)
 
 
 # Keras modules whose layers never hold prunable weights (pooling, dropout, reshaping,

@@ -60,21 +60,15 @@ def _compile(name, pattern):
         ) from None
 
 
-def _pair(value, name):
-    if not isinstance(value, (tuple, list)) or len(value) != 2:
-        raise TypeError(f"Argument `{name}` must be a tuple of 2 integers. Received: {name}={value!r}")
-    return tuple(masks.check_int(v, name, 1) for v in value)
-
-
 def check_options(sparsity, granularity="weight", scope="layer", round_to=1, include=None,
                   exclude=None, skip_output_layer=True, block_size=(1, 1),
                   block_pooling_type="AVG", sparsity_m_by_n=None):
     """The `Options` of these arguments; a Keras-form `ValueError` for a bad one."""
     check_granularity(granularity)
     masks.check_scope(scope)
-    block_size = _pair(block_size, "block_size")
+    block_size = masks.check_pair(block_size, "block_size")
     if sparsity_m_by_n is not None:
-        sparsity_m_by_n = _pair(sparsity_m_by_n, "sparsity_m_by_n")
+        sparsity_m_by_n = masks.check_pair(sparsity_m_by_n, "sparsity_m_by_n")
         masks.MByN(*sparsity_m_by_n)
         # the pattern fixes the sparsity; `sparsity` is not used (any value passes)
         sparsity = masks.check_sparsity(sparsity) if sparsity is not None else 0.0
@@ -82,19 +76,8 @@ def check_options(sparsity, granularity="weight", scope="layer", round_to=1, inc
         sparsity = masks.check_sparsity(sparsity)
     if block_size != (1, 1):
         block_pooling_type = masks.Block(block_size, block_pooling_type).pooling
-    if (block_size != (1, 1) or sparsity_m_by_n is not None) and granularity != "weight":
-        raise ValueError(
-            "Arguments `block_size` / `sparsity_m_by_n` shape weight masks and need "
-            f"granularity='weight'. Received: granularity={granularity!r}")
-    if block_size != (1, 1) and sparsity_m_by_n is not None:
-        raise ValueError(
-            "Arguments `block_size` and `sparsity_m_by_n` cannot be combined. "
-            f"Received: block_size={block_size}, sparsity_m_by_n={sparsity_m_by_n}")
     round_to = masks.check_round_to(round_to)
-    if round_to != 1 and granularity != "unit":
-        raise ValueError(
-            "Argument `round_to` rounds unit counts and needs granularity='unit'. "
-            f"Received: round_to={round_to}, granularity={granularity!r}")
+    masks.check_combination(granularity, round_to, block_size, sparsity_m_by_n)
     return Options(sparsity, granularity, scope, round_to,
                    _compile("include", include), _compile("exclude", exclude),
                    bool(skip_output_layer), block_size, str(block_pooling_type).upper(),

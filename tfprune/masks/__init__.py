@@ -27,7 +27,9 @@ from tfprune.masks.counts import (
     keep_count,
     round_keep_count,
 )
-from tfprune.masks.granularity import Block, Granularity, MByN, Unit, Weight, check_m_by_n
+from tfprune.masks.granularity import (
+    Block, Granularity, MByN, Unit, Weight, check_combination, check_m_by_n, check_pair,
+)
 from tfprune.masks.numpy_kernel import (
     BLOCK_SIZE,
     INF_BITS,
@@ -48,7 +50,8 @@ from tfprune.masks.ops_kernel import topk_keep
 __all__ = [
     "SCOPES", "keep_count", "round_keep_count", "global_keep_count", "check_sparsity",
     "check_scope", "check_round_to", "check_int",
-    "Granularity", "Weight", "Unit", "Block", "MByN", "check_m_by_n",
+    "Granularity", "Weight", "Unit", "Block", "MByN", "check_m_by_n", "check_pair",
+    "check_combination",
     "select_np", "select", "topk_keep_np", "topk_keep", "weight_scores_np", "weight_scores",
     "unit_scores_np", "unit_scores", "nonfinite_count_np",
     "Scratch", "BLOCK_SIZE", "INF_BITS", "score_bits_np", "topk_threshold_np", "keep_bits_np",

@@ -27,7 +27,8 @@ import numpy as np
 
 from tfprune.masks import counts
 
-__all__ = ["Granularity", "Weight", "Unit", "Block", "MByN", "check_m_by_n", "POOLING_TYPES"]
+__all__ = ["Granularity", "Weight", "Unit", "Block", "MByN", "check_m_by_n", "check_pair",
+           "check_combination", "POOLING_TYPES"]
 
 POOLING_TYPES = ("AVG", "MAX")
 
@@ -96,7 +97,8 @@ class Unit(Granularity):
         return K.unit_scores(kernel, self.unit_shape)
 
 
-def _check_pair(value, name, minimum=1):
+def check_pair(value, name, minimum=1):
+    """`value` as a tuple of 2 integers >= `minimum` (`block_size`, `sparsity_m_by_n`)."""
     if not isinstance(value, (tuple, list)) or len(value) != 2:
         raise TypeError(
             f"Argument `{name}` must be a tuple of 2 integers. Received: {name}={value!r}"
@@ -104,11 +106,29 @@ def _check_pair(value, name, minimum=1):
     return tuple(counts.check_int(v, name, minimum) for v in value)
 
 
+def check_combination(granularity, round_to=1, block_size=(1, 1), sparsity_m_by_n=None):
+    """The option combinations that have no meaning, as Keras-form ValueErrors (the
+    options themselves already checked): `round_to` needs unit granularity, blocks
+    and m:n patterns need weight granularity and exclude each other."""
+    if round_to != 1 and granularity != "unit":
+        raise ValueError(
+            "Argument `round_to` rounds unit counts and needs granularity='unit'. "
+            f"Received: round_to={round_to}, granularity={granularity!r}")
+    if (tuple(block_size) != (1, 1) or sparsity_m_by_n is not None) and granularity != "weight":
+        raise ValueError(
+            "Arguments `block_size` / `sparsity_m_by_n` shape weight masks and need "
+            f"granularity='weight'. Received: granularity={granularity!r}")
+    if tuple(block_size) != (1, 1) and sparsity_m_by_n is not None:
+        raise ValueError(
+            "Arguments `block_size` and `sparsity_m_by_n` cannot be combined. "
+            f"Received: block_size={block_size}, sparsity_m_by_n={sparsity_m_by_n}")
+
+
 class Block(Granularity):
     name = "block"
 
     def __init__(self, block_size=(1, 4), pooling="AVG"):
-        self.block_size = _check_pair(block_size, "block_size")
+        self.block_size = check_pair(block_size, "block_size")
         if not isinstance(pooling, str) or pooling.upper() not in POOLING_TYPES:
             raise (ValueError if isinstance(pooling, str) else TypeError)(
                 f"Argument `block_pooling_type` must be one of {POOLING_TYPES}. "
@@ -178,7 +198,7 @@ class MByN(Granularity):
     fixed = True
 
     def __init__(self, m=2, n=4):
-        m, n = _check_pair((m, n), "sparsity_m_by_n")
+        m, n = check_pair((m, n), "sparsity_m_by_n")
         if not 1 <= m < n:
             raise ValueError(
                 "Argument `sparsity_m_by_n` must be (m, n) with 1 <= m < n (m zeros in "
