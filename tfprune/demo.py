@@ -296,9 +296,9 @@ def run(output_dir="demo_output", sparsity=0.9, unit_sparsity=0.5, dense_epochs=
                                 unit_sparsity, prune_epochs, batch_size, out, log)
     else:
         _heading(log, 5, "Unit pruning: skipped (--unit-sparsity 0)")
+    shrunk = results.pop("shrunk_model", None)
     results |= _sweep(model, x_test, y_test, out, log)
-    results |= _export(stripped, results.get("shrunk_model"), x_test, out, log)
-    results.pop("shrunk_model", None)
+    results |= _export(stripped, shrunk, x_test, out, log)
     return results | {
         "dense_accuracy": float(dense_acc),
         "pruned_accuracy": float(pruned_acc),
