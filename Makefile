@@ -13,10 +13,10 @@ DIST := build/dist
 TREE := build/test-tree
 # `make test` runs the whole suite; TESTS / PYTEST_ARGS narrow it for a quick look.
 TESTS ?= tests
-PYTEST_ARGS ?=
+PYTEST_ARGS ?= --durations=25
 # Then the `core` tests again on each other Keras backend (BACKENDS= skips them).
 BACKENDS ?= jax torch
-CORE_TESTS ?= tests/test_backends.py
+CORE_TESTS ?= tests/test_backends.py tests/test_lean.py
 # Offline machines point at a local copy of mnist.npz; online, keras downloads it.
 TFPRUNE_DATA_DIR ?= $(if $(wildcard ../shared/data/mnist.npz),$(abspath ../shared/data),)
 export TFPRUNE_DATA_DIR

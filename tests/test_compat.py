@@ -84,3 +84,41 @@ def test_builtin_layers_live_where_compat_says():
     assert callable(_compat.serialization_lib.serialize_keras_object)
     assert hasattr(_compat.saving_lib, "save_model")
     assert hasattr(_compat.global_state, "get_global_attribute")
+
+
+def test_new_train_function_traces_the_given_step_and_keeps_the_models_own():
+    model = keras.Sequential([keras.Input((3,)), L.Dense(2)])
+    model.compile("sgd", "mse")
+    model.make_train_function()
+    own = model.train_function
+    seen = []
+
+    def step(*args, **kwargs):
+        seen.append(True)
+        return type(model).train_step(model, *args, **kwargs)
+
+    fn = _compat.new_train_function(model, step)
+    assert model.train_function is own and fn is not own
+    assert "train_step" not in vars(model)  # the method is the class's again
+    model.train_function = fn
+    model.train_on_batch(np.ones((4, 3), "float32"), np.ones((4, 2), "float32"))
+    assert seen  # traced (or, eagerly, run) through `step`
+
+
+def test_called_by_fit_sees_fits_frame_and_not_train_on_batch():
+    model = keras.Sequential([keras.Input((3,)), L.Dense(2)])
+    model.compile("sgd", "mse")
+    model.make_train_function()
+    own, callers = model.train_function, []
+
+    def spy(*args, **kwargs):
+        callers.append(_compat.called_by_fit())
+        return own(*args, **kwargs)
+
+    x, y = np.ones((4, 3), "float32"), np.ones((4, 2), "float32")
+    model.train_function = spy
+    model.fit(x, y, batch_size=4, epochs=1, verbose=0)
+    model.train_on_batch(x, y)
+    if keras.backend.backend() in ("tensorflow", "jax"):
+        assert callers == [True, False]
+    assert not _compat.in_stateless_scope()

@@ -8,8 +8,11 @@ saved models. They are all here, so a Keras upgrade that renames one is a fix in
 this file alone (tests/test_compat.py checks each against the installed Keras).
 """
 
+import sys
+
 import keras
 from keras.src.backend.common import global_state  # noqa: F401  (re-exported)
+from keras.src.backend.common.stateless_scope import in_stateless_scope  # noqa: F401
 from keras.src.saving import saving_lib  # noqa: F401
 from keras.src.saving import serialization_lib  # noqa: F401
 from keras.src.utils.naming import to_snake_case  # noqa: F401
@@ -18,6 +21,7 @@ __all__ = [
     "KERAS_LAYERS_MODULE", "MHA_PROJECTIONS", "flatten_layers", "child_layers", "producer", "producer_name",
     "inbound_nodes", "outbound_nodes", "sequential_graph", "has_graph", "nodes_by_depth",
     "inputs_struct", "outputs_struct", "input_shape_arg", "optimizer_variables",
+    "new_train_function", "called_by_fit", "in_stateless_scope",
     "global_state", "saving_lib", "serialization_lib", "to_snake_case",
 ]
 
@@ -89,3 +93,31 @@ def optimizer_variables(optimizer):
     """The optimizer's own variable list (mutable: JAX's stateless train step
     passes exactly these through the step)."""
     return optimizer._variables
+
+
+def new_train_function(model, train_step):
+    """A second compiled train function of `model`, built as Keras builds its own
+    (`make_train_function`, which reads `model.train_step`) but around
+    `train_step`, a distinct function the backend traces apart from the model's
+    own. `model.train_function` is left as it was."""
+    own = model.train_function
+    missing = object()
+    instance_step = vars(model).get("train_step", missing)
+    model.train_step = train_step  # an instance attribute shadows the method
+    try:
+        model.make_train_function(force=True)
+        return model.train_function
+    finally:
+        if instance_step is missing:
+            del model.train_step
+        else:
+            model.train_step = instance_step
+        model.train_function = own
+
+
+def called_by_fit(depth=2):
+    """Whether the caller's caller (`depth` frames above this function) is Keras's
+    `fit` loop: TensorFlow and JAX call `model.train_function` from `fit` itself,
+    `train_on_batch` from its own frame."""
+    code = sys._getframe(depth).f_code
+    return code.co_name == "fit" and "keras" in code.co_filename

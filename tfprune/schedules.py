@@ -68,6 +68,16 @@ def should_update(step, begin_step, end_step, frequency):
     return ops.logical_and(in_range, on_turn)
 
 
+def update_step_known(schedule, step):
+    """Whether the built-in `schedule` updates masks at `step` (a Python int), as
+    `decide` would decide it in the train step; None for a schedule of another
+    class (only its own `__call__` knows)."""
+    if type(schedule) not in _BUILT_IN.values():
+        return None
+    begin, end = schedule.begin_step, schedule.end_step
+    return begin <= step and (end < 0 or step <= end) and (step - begin) % schedule.frequency == 0
+
+
 def polynomial_decay_sparsity(
     step, initial_sparsity, final_sparsity, begin_step, end_step, power
 ):

@@ -2,7 +2,8 @@
 
 It overrides no per-batch hook, so Keras keeps its asynchronous dispatch: the
 per-step work (step counting, mask updates) runs inside the compiled optimizer
-step (see `tfprune.wrappers`).
+step (see `tfprune.wrappers`). Under `fit` on TensorFlow and JAX, steps that update
+no mask run a lean compiled step without the update (`tfprune.callbacks.lean`).
 """
 
 import logging
@@ -11,6 +12,7 @@ import warnings
 import keras
 from keras import ops
 
+from tfprune.callbacks import lean
 from tfprune.wrappers import collect_wrappers, link_groups, set_drivers
 from tfprune.wrappers import state as state_lib
 
@@ -68,6 +70,7 @@ class UpdatePruningStep(keras.callbacks.Callback):
         super().__init__()
         self._wrappers = []
         self._attached = None
+        self._lean = None
 
     def on_train_begin(self, logs=None):
         self._wrappers = collect_wrappers(self.model)
@@ -98,10 +101,13 @@ class UpdatePruningStep(keras.callbacks.Callback):
                 )
             state_lib.attach(optimizer, [v for w in self._wrappers for v in w.pruning_variables])
             self._attached = optimizer
+        self._lean = lean.install(self.model, lean.drivers_of(self._wrappers))
 
     def on_epoch_end(self, epoch=None, logs=None, batch=None):
         # tfmot's custom-loop guide calls `on_epoch_end(batch=...)`.
         self._check_finite()
+        if self._lean is not None:
+            self._lean.check()
 
     def on_train_end(self, logs=None):
         if not self._wrappers:
@@ -110,6 +116,8 @@ class UpdatePruningStep(keras.callbacks.Callback):
             self._check_finite()
             self._warn_if_nothing_pruned()
         finally:
+            lean.uninstall(self.model, self._lean)
+            self._lean = None
             if self._attached is not None:
                 state_lib.detach(self._attached)
                 self._attached = None

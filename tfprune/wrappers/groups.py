@@ -144,6 +144,23 @@ class Driver:
         self.links = links
         self.wrappers = wrappers
         self.target = target  # the driving variable's target (its value arrives masked)
+        # True while a train step known (on the host) to update no mask is traced:
+        # that step only counts (see `tfprune.callbacks.UpdatePruningStep`).
+        self.lean = False
+
+    @property
+    def known_on_host(self):
+        """Whether the update steps are known on the host (built-in schedules, m:n)."""
+        return (self.links[0].leader.sparsity_m_by_n is not None
+                or schedules.update_step_known(self.schedule, 1) is not None)
+
+    def due(self, step):
+        """Whether the training step `step` (a Python int, counting from 1) may
+        update masks, decided on the host: False only when it certainly does not
+        (built-in schedules and m:n, whose update steps are known); True otherwise."""
+        if self.links[0].leader.sparsity_m_by_n is not None:
+            return step == 1
+        return schedules.update_step_known(self.schedule, step) is not False
 
     def decision(self, step):
         """`(should_update, sparsity)` at `step`: a sparsity tensor, or the exact
@@ -156,6 +173,8 @@ class Driver:
         step = ops.cast(self.wrappers[0]._state.pruning_step, "int32") + 1
         for w in self.wrappers:
             w._state.pruning_step.assign(step)
+        if self.lean:
+            return
         should, sparsity = self.decision(step)
 
         def compute():

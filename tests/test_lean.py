@@ -1,0 +1,155 @@
+"""tfprune/callbacks/lean.py: under `fit` with `jit_compile`, steps that update no
+mask run a second compiled step without the update conditional; the result is
+bitwise what the full step gives, and every other path keeps the full step."""
+
+import keras
+import numpy as np
+import pytest
+from keras import layers as L
+from keras import ops
+
+import tfprune
+from tfprune.callbacks import lean
+
+pytestmark = pytest.mark.core
+
+BACKEND = keras.backend.backend()
+LEAN_BACKEND = BACKEND in ("tensorflow", "jax")
+X = np.random.default_rng(0).standard_normal((72, 12)).astype("float32")
+Y = np.random.default_rng(1).standard_normal((72, 3)).astype("float32")
+
+
+def make(schedule=None, **kw):
+    keras.utils.set_random_seed(3)
+    model = keras.Sequential([keras.Input((12,)), L.Dense(24, activation="relu"),
+                              L.Dense(16, activation="relu"), L.Dense(3)])
+    schedule = schedule or tfprune.PolynomialDecay(0.0, 0.8, begin_step=0, end_step=9,
+                                                   frequency=3)
+    pruned = tfprune.prune_low_magnitude(model, schedule, **kw)
+    pruned.compile("adam", "mse", jit_compile=True if BACKEND != "torch" else False)
+    return pruned
+
+
+def state(model):
+    out = [ops.convert_to_numpy(v) for v in model.weights]
+    for w in tfprune.collect_prunable_layers(model):
+        out += [ops.convert_to_numpy(v) for v in w.pruning_variables]
+    return out
+
+
+class Calls(keras.callbacks.Callback):
+    """Counts the calls of the lean dispatcher's two compiled steps (put it after
+    `UpdatePruningStep`, which installs the dispatcher in `on_train_begin`)."""
+
+    def __init__(self):
+        super().__init__()
+        self.full = self.lean = 0
+        self.installed = False
+
+    def on_train_begin(self, logs=None):
+        dispatch = self.model.train_function
+        self.installed = isinstance(dispatch, lean.LeanDispatch)
+        if not self.installed:
+            return
+        full, lean_fn = dispatch.full, dispatch.lean
+        self.original = full, lean_fn
+
+        def counted_full(*a, **k):
+            self.full += 1
+            return full(*a, **k)
+
+        def counted_lean(*a, **k):
+            self.lean += 1
+            return lean_fn(*a, **k)
+
+        dispatch.full, dispatch.lean = counted_full, counted_lean
+
+
+def fit(model, epochs=2, callbacks=(), **kw):
+    return model.fit(X, Y, batch_size=8, epochs=epochs, verbose=0, shuffle=False,
+                     callbacks=[tfprune.callbacks.UpdatePruningStep(), *callbacks], **kw)
+
+
+def test_lean_fit_is_bitwise_the_full_steps_fit(monkeypatch):
+    calls = Calls()
+    with_lean = make()
+    fit(with_lean, callbacks=[calls])  # 18 steps: updates at 3, 6, 9
+    assert calls.installed == LEAN_BACKEND
+    if LEAN_BACKEND:
+        assert (calls.full, calls.lean) == (3, 15)
+    monkeypatch.setattr(lean, "_eligible", lambda model, drivers: False)
+    full_only = make()
+    fit(full_only)
+    for a, b in zip(state(with_lean), state(full_only)):
+        np.testing.assert_array_equal(a, b)
+    for w in tfprune.collect_prunable_layers(with_lean):
+        assert int(ops.convert_to_numpy(w.pruning_step)) == 18
+        assert int(ops.convert_to_numpy(w.last_update_step)) == 9
+
+
+def test_fit_gives_keras_its_own_train_function_back_and_reuses_the_lean_one():
+    model = make()
+    fit(model, epochs=1)
+    own = model.train_function
+    assert not isinstance(own, lean.LeanDispatch)
+    cached = getattr(model, "_tfprune_lean", None)
+    calls = Calls()
+    fit(model, epochs=1, callbacks=[calls])
+    assert not isinstance(model.train_function, lean.LeanDispatch)
+    if LEAN_BACKEND:  # steps 10..18: the schedule ended at 9, so every step is lean
+        assert calls.original == (own, cached[1]) and model._tfprune_lean is cached
+        assert (calls.full, calls.lean) == (0, 9)
+
+
+def test_train_on_batch_after_an_interrupted_fit_still_updates_masks():
+    class Boom(Exception):
+        pass
+
+    class Stop(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if batch == 1:
+                raise Boom
+
+    model = make(tfprune.ConstantSparsity(0.5, begin_step=3, end_step=3, frequency=1))
+    with pytest.raises(Boom):
+        fit(model, epochs=1, callbacks=[Stop()])  # steps 1, 2: the dispatcher is left
+    w = tfprune.collect_prunable_layers(model)[0]
+    assert int(ops.convert_to_numpy(w.pruning_step)) == 2
+    if LEAN_BACKEND:  # left installed; make its host count stale (steps taken elsewhere)
+        assert isinstance(model.train_function, lean.LeanDispatch)
+        model.train_function.steps = [0]
+    model.train_on_batch(X[:8], Y[:8])  # step 3: must update, through the full step
+    assert int(ops.convert_to_numpy(w.last_update_step)) == 3
+    k = ops.convert_to_numpy(w.layer.kernel)
+    assert (k == 0).sum() == k.size // 2
+
+
+def test_a_user_schedule_keeps_the_full_step_every_step():
+    class Every2(tfprune.PruningSchedule):
+        frequency = 2
+
+        def sparsity(self, step):
+            return ops.convert_to_tensor(0.5, "float64")
+
+        def get_config(self):
+            return {}
+
+    calls = Calls()
+    model = make(Every2())
+    fit(model, epochs=1, callbacks=[calls])
+    assert not calls.installed
+    w = tfprune.collect_prunable_layers(model)[0]
+    assert int(ops.convert_to_numpy(w.last_update_step)) == 8
+
+
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="writes a variable in the middle of fit")
+def test_a_step_count_changed_behind_fits_back_is_an_error():
+    class Meddle(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if batch == 0:
+                for w in tfprune.collect_prunable_layers(self.model):
+                    w._state.pruning_step.assign(100)
+
+    model = make()
+    with pytest.raises(RuntimeError, match="host's step count"):
+        fit(model, epochs=1, callbacks=[Meddle()])
