@@ -59,11 +59,26 @@ class MaskConstraint:
             raise RuntimeError(MISSING_CALLBACK.format(name=self.owner.name))
         if self.inner is not None:
             w = self.inner(w)
-        masked = w * self._mask(w.dtype)
+        masked = _multiply(w, self._mask(w.dtype))
         if self.drive is not None:
             self.drive(self, masked)
-            masked = masked * self._mask(w.dtype)  # the new mask on update steps
+            masked = _multiply(masked, self._mask(w.dtype))  # the new mask on update steps
         return masked
+
+
+def _multiply(w, mask):
+    """`w * mask`. On torch (eager) in place, into the variable's own tensor (or
+    the temporary an inner constraint returned): the optimizer's `assign` of it
+    to itself copies nothing, so the step allocates no kernel-sized temporary
+    (1.19x -> 1.02x a plain step of the seed MLP). Compiled backends fuse the
+    product into the optimizer's update anyway."""
+    if keras.backend.backend() == "torch" and not _compat.in_stateless_scope():
+        import torch
+
+        value = w.value if isinstance(w, keras.Variable) else w
+        with torch.no_grad():
+            return value.mul_(mask)
+    return w * mask
 
 
 class _Followers:
