@@ -153,3 +153,24 @@ def test_a_step_count_changed_behind_fits_back_is_an_error():
     model = make()
     with pytest.raises(RuntimeError, match="host's step count"):
         fit(model, epochs=1, callbacks=[Meddle()])
+
+
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="a TensorFlow custom training loop")
+def test_a_custom_loop_after_fit_is_not_mistaken_for_a_skipped_update():
+    import tensorflow as tf
+
+    model = make(tfprune.ConstantSparsity(0.5, begin_step=0, frequency=2))
+    fit(model, epochs=1)
+    cb = tfprune.callbacks.UpdatePruningStep()
+    cb.set_model(model)
+    cb.on_train_begin()
+    for _ in range(3):  # tfmot's custom-loop guide: steps outside fit
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean((model(X[:8], training=True) - Y[:8]) ** 2)
+        grads = tape.gradient(loss, model.trainable_variables)
+        model.optimizer.apply_gradients(zip(grads, model.trainable_variables))
+    cb.on_epoch_end(batch=3)  # no error: no lean step ran
+    cb.on_train_end()
+    w = tfprune.collect_prunable_layers(model)[0]
+    assert int(ops.convert_to_numpy(w.pruning_step)) == 12
+    assert int(ops.convert_to_numpy(w.last_update_step)) == 12
