@@ -174,3 +174,19 @@ def test_a_custom_loop_after_fit_is_not_mistaken_for_a_skipped_update():
     w = tfprune.collect_prunable_layers(model)[0]
     assert int(ops.convert_to_numpy(w.pruning_step)) == 12
     assert int(ops.convert_to_numpy(w.last_update_step)) == 12
+
+
+def test_a_step_count_restored_by_a_later_callback_is_the_one_counted():
+    class Restore(keras.callbacks.Callback):  # as BackupAndRestore does, after ours
+        def on_train_begin(self, logs=None):
+            for w in tfprune.collect_prunable_layers(self.model):
+                w._state.pruning_step.assign(5)
+
+    model = make(tfprune.ConstantSparsity(0.5, begin_step=6, end_step=6, frequency=1))
+    model.fit(X[:24], Y[:24], batch_size=8, epochs=1, verbose=0, shuffle=False,
+              callbacks=[tfprune.callbacks.UpdatePruningStep(), Restore()])  # steps 6-8
+    for w in tfprune.collect_prunable_layers(model):
+        assert int(ops.convert_to_numpy(w.pruning_step)) == 8
+        assert int(ops.convert_to_numpy(w.last_update_step)) == 6
+        k = ops.convert_to_numpy(w.layer.kernel)
+        assert (k == 0).sum() == k.size - tfprune.masks.keep_count(k.size, 0.5)

@@ -14,7 +14,8 @@ With built-in schedules (and m:n) the update steps are known on the host, so
 call it picks Keras's own compiled step (with the conditional) if the step it
 trains may update masks, else a second compiled step traced with the drivers
 `lean` (counting only). The host keeps each schedule's step count, read from the
-model when training begins and compared with it after every epoch. The lean step is
+model at each epoch's start (after every callback's `on_train_begin`, so a restored
+checkpoint counts) and compared with it after the epoch. The lean step is
 compiled on its first use and kept on the model for later `fit` calls.
 
 Not used (every step runs the full step, as before) without `jit_compile` (TF graph
@@ -49,22 +50,30 @@ def _device_step(driver):
 class LeanDispatch:
     """`model.train_function` during `fit`: `full` (Keras's step) on steps that may
     update masks, `lean` (the same step traced with the drivers counting only) on
-    the others. `steps[i]`: training steps driver i has seen (host copy)."""
+    the others. `steps[i]`: training steps driver i has seen (host copy; None
+    until `resync`, and after a step it did not count)."""
 
     def __init__(self, full, lean, drivers):
         self.full = full
         self.lean = lean
         self.drivers = drivers
-        self.steps = [_device_step(d) for d in drivers]
+        self.steps = None
         self.fit_calls = 0
-        self.other_calls = 0  # train_on_batch: its steps may follow steps not counted here
+
+    def resync(self):
+        """Read the step count from the model (`on_epoch_begin`: after every
+        callback's `on_train_begin`, so a restored checkpoint counts, and before
+        JAX's `fit` takes the variables' values into its own state)."""
+        self.steps = [_device_step(d) for d in self.drivers]
+        self.fit_calls = 0
 
     def __call__(self, *args, **kwargs):
+        if self.steps is None or not _compat.called_by_fit():
+            self.steps = None  # train_on_batch, or no count yet: the full step
+            return self.full(*args, **kwargs)
         nxt = [s + 1 for s in self.steps]
-        by_fit = _compat.called_by_fit()
-        self.fit_calls += by_fit
-        self.other_calls += not by_fit
-        if not by_fit or any(d.due(s) for d, s in zip(self.drivers, nxt)):
+        self.fit_calls += 1
+        if any(d.due(s) for d, s in zip(self.drivers, nxt)):
             out = self.full(*args, **kwargs)
         else:
             for d in self.drivers:
@@ -78,10 +87,11 @@ class LeanDispatch:
         return out
 
     def check(self):
-        """Raise if the host step count is not the model's after steps trained by
-        `fit` alone (a lean step could then have skipped a mask update). A custom
-        loop's steps are not counted here, and need no check: it has no lean step."""
-        if not self.fit_calls or self.other_calls:
+        """Raise if the host step count is not the model's after an epoch of steps
+        all trained by `fit` (a lean step could then have skipped a mask update).
+        A custom loop's steps are not counted here and need no check: it has no
+        lean step."""
+        if self.steps is None or not self.fit_calls:
             return
         device = [_device_step(d) for d in self.drivers]
         if device != self.steps:

@@ -103,6 +103,10 @@ class UpdatePruningStep(keras.callbacks.Callback):
             self._attached = optimizer
         self._lean = lean.install(self.model, lean.drivers_of(self._wrappers))
 
+    def on_epoch_begin(self, epoch, logs=None):
+        if self._lean is not None:
+            self._lean.resync()
+
     def on_epoch_end(self, epoch=None, logs=None, batch=None):
         # tfmot's custom-loop guide calls `on_epoch_end(batch=...)`.
         self._check_finite()
