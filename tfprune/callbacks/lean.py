@@ -29,18 +29,7 @@ from keras import ops
 
 from tfprune import _compat
 
-__all__ = ["LeanDispatch", "install", "uninstall", "drivers_of"]
-
-
-def drivers_of(wrappers):
-    """The schedule drivers of `wrappers` (after `set_drivers`), in a fixed order."""
-    out = {}
-    for w in wrappers:
-        for t in w._targets:
-            drive = getattr(t.variable.constraint, "drive", None)
-            if drive is not None:
-                out.setdefault(id(drive), drive)
-    return list(out.values())
+__all__ = ["LeanDispatch", "install", "uninstall"]
 
 
 def _device_step(driver):
@@ -118,7 +107,7 @@ def _eligible(model, drivers):
 def install(model, drivers):
     """Make `model.train_function` a `LeanDispatch` (returned), or leave it and
     return None when lean steps do not apply (see the module doc)."""
-    current = model.train_function if hasattr(model, "train_function") else None
+    current = getattr(model, "train_function", None)
     if isinstance(current, LeanDispatch):  # an interrupted fit left it
         current = model.train_function = current.full
     if not _eligible(model, drivers):

@@ -81,7 +81,7 @@ class UpdatePruningStep(keras.callbacks.Callback):
             )
             return
         links = link_groups(self._wrappers, self.model)
-        orphans = set_drivers(links, self.model.trainable_variables)
+        drivers, orphans = set_drivers(links, self.model.trainable_variables)
         for schedule in orphans:
             names = [w.name for w in self._wrappers if w.pruning_schedule == schedule]
             _warn(
@@ -101,7 +101,7 @@ class UpdatePruningStep(keras.callbacks.Callback):
                 )
             state_lib.attach(optimizer, [v for w in self._wrappers for v in w.pruning_variables])
             self._attached = optimizer
-        self._lean = lean.install(self.model, lean.drivers_of(self._wrappers))
+        self._lean = lean.install(self.model, drivers)
 
     def on_epoch_begin(self, epoch, logs=None):
         if self._lean is not None:

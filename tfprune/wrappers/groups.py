@@ -293,8 +293,9 @@ def link_groups(wrappers, model=None):
 
 def set_drivers(links, trainable_variables):
     """Give each schedule a driver: the last of its built, trainable pruned
-    variables in `trainable_variables` order. Returns the schedules left without
-    one (no trainable pruned weight: their masks are never updated)."""
+    variables in `trainable_variables` order. Returns `(drivers, orphans)`: the
+    `Driver`s, and the schedules left without one (no trainable pruned weight:
+    their masks are never updated)."""
     order = {id(v): i for i, v in enumerate(trainable_variables)}
     by_schedule = {}
     for link in links:
@@ -302,7 +303,7 @@ def set_drivers(links, trainable_variables):
             for t in w._targets:
                 t.variable.constraint.drive = None
         by_schedule.setdefault(link.leader.pruning_schedule, []).append(link)
-    orphans = []
+    drivers, orphans = [], []
     for schedule, group in by_schedule.items():
         unbuilt = [w.name for link in group for w in link.members if not w.built]
         if unbuilt:
@@ -318,7 +319,8 @@ def set_drivers(links, trainable_variables):
         target = max(targets, key=lambda t: order[id(t.variable)])
         wrappers = [w for link in group for w in link.members]
         target.variable.constraint.drive = Driver(schedule, group, wrappers, target)
-    return orphans
+        drivers.append(target.variable.constraint.drive)
+    return drivers, orphans
 
 
 def collect_wrappers(model):
