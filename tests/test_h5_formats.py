@@ -233,8 +233,18 @@ def _pruned_checkpoint():
     return model
 
 
-@pytest.mark.parametrize("make", [_model_with_extras, _pruned_checkpoint],
-                         ids=["dropout-bn-gru-metrics", "tfprune-checkpoint"])
+def test_a_model_still_wrapped_for_pruning_is_refused_and_left_untouched(tmp_path):
+    path = str(tmp_path / "m.keras")
+    _pruned_checkpoint().save(path)
+    with zipfile.ZipFile(path) as z, z.open("model.weights.h5") as m, h5py.File(m) as f:
+        formats.check_config_matches(f, json.loads(z.read("config.json")), path)  # no error
+    before = open(path, "rb").read()
+    with pytest.raises(ValueError, match=r"still wrapped for pruning.*prune_low_magnitude_d1"):
+        h5prune.prune_weights_file(path, 0.5, skip_output_layer=False)
+    assert open(path, "rb").read() == before
+
+
+@pytest.mark.parametrize("make", [_model_with_extras], ids=["dropout-bn-gru-metrics"])
 def test_matching_config_is_accepted(tmp_path, make):
     path = str(tmp_path / "m.keras")
     make().save(path)

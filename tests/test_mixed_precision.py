@@ -79,7 +79,7 @@ def _expected_masks(wrapper, values):
 
 
 @pytest.mark.parametrize("granularity", ["weight", "unit"])
-def test_variables_and_masks_stay_float32_with_16_bit_compute(policy, granularity):
+def test_variables_stay_float32_and_masks_bool_with_16_bit_compute(policy, granularity):
     model = _pruned(granularity)
     _fit(model, 2)
     compute = policy.split("_")[1]
@@ -87,7 +87,7 @@ def test_variables_and_masks_stay_float32_with_16_bit_compute(policy, granularit
         assert w.layer.compute_dtype == compute
         for t in w.targets:
             assert t.variable.dtype == "float32"
-            assert keras.backend.standardize_dtype(t.mask.dtype) == "float32"
+            assert keras.backend.standardize_dtype(t.mask.dtype) == "bool"
     assert keras.backend.standardize_dtype(model.predict(X[:4], verbose=0).dtype) == compute
 
 

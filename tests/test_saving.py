@@ -107,3 +107,43 @@ def test_stripped_model_saves_as_plain_keras(tmp_path):
     assert b"PruneLowMagnitude" not in config
     loaded = keras.models.load_model(tmp_path / "s.keras")
     np.testing.assert_allclose(loaded.predict(X, verbose=0), model.predict(X, verbose=0), rtol=1e-6, atol=1e-6)
+
+
+def _datasets(h5file):
+    import h5py
+
+    found = {}
+
+    def visit(name, obj):  # returns None: visititems stops at any other value
+        if isinstance(obj, h5py.Dataset):
+            found[name] = obj
+
+    h5file.visititems(visit)
+    return found
+
+
+def test_masks_are_saved_as_bool_and_older_float_masks_still_load(tmp_path):
+    import h5py
+
+    model = make_pruned()
+    fit(model, X, Y, steps=8)
+    path = tmp_path / "w.weights.h5"
+    model.save_weights(path)
+    targets = [t for w in wrappers(model) for t in w.targets]
+    with h5py.File(path, "r+") as f:
+        masks = {n: d for n, d in _datasets(f).items() if d.dtype == bool}
+        assert len(masks) == len(targets)  # a byte per entry, not the kernel's 4
+        for name in list(masks):  # what tfprune wrote before bool masks
+            value = masks[name][()].astype("float32")
+            del f[name]
+            f.create_dataset(name, data=value)
+    fresh = make_pruned()
+    fresh.load_weights(path)
+    for mine, theirs in zip([t for w in wrappers(fresh) for t in w.targets], targets):
+        assert keras.backend.standardize_dtype(mine.mask.dtype) == "bool"
+        np.testing.assert_array_equal(mine.mask.numpy(), theirs.mask.numpy())
+        np.testing.assert_array_equal(mine.variable.numpy(), theirs.variable.numpy())
+    assert any(not t.mask.numpy().all() for t in targets)  # something was masked
+    fit(fresh, X, Y, steps=1)  # and training goes on with the loaded masks
+    for t in [t for w in wrappers(fresh) for t in w.targets]:
+        np.testing.assert_array_equal(t.variable.numpy() == 0, ~t.mask.numpy())

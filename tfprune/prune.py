@@ -19,6 +19,7 @@ from tfprune import registry
 from tfprune import schedules
 from tfprune.wrappers import (
     PruneLowMagnitude,
+    apply_mask,
     check_granularity,
     collect_wrappers,
     link_groups,
@@ -504,7 +505,7 @@ def _strip_subclassed(model):
                 for t in layer.targets:
                     constraint = t.variable.constraint
                     t.variable.constraint = getattr(constraint, "inner", None)
-                    t.variable.assign(t.variable * t.mask)
+                    t.variable.assign(apply_mask(t.variable, t.mask))
             return inner
         if _is_graph_model(layer):
             return _strip_graph_model(layer)

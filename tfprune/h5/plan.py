@@ -126,6 +126,14 @@ def plan(layers, outline, options, path=None):
     """The `Plan` for `layers` (`formats.Layer`s in model order) of the file `path`
     (named in errors) whose config says `outline`, pruned with `options`
     (`options.Options`)."""
+    wrapped = [lid[-1] for lid, cls in outline.classes.items() if cls == "PruneLowMagnitude"]
+    if wrapped:  # its masks would not match the pruned kernels (and are not weights)
+        raise ValueError(
+            f"The file {path!r} holds a model still wrapped for pruning (layers "
+            f"{wrapped[:3]}{' ...' if len(wrapped) > 3 else ''}); its masks are set in "
+            "training. Prune it further in training, or strip it "
+            "(`tfprune.strip_pruning`), save that, and prune the stripped file."
+        )
     include, exclude = options.include, options.exclude
     outputs = _output_layers(layers, outline) if options.skip_output_layer else set()
     jobs, kept, candidates = [], [], []

@@ -2,8 +2,9 @@
 
 No per-batch Python callback and no pruning work in the forward pass:
 
-- Each pruned weight has a mask, installed as the variable's Keras constraint,
-  which every optimizer applies right after its update. So the weights are exactly
+- Each pruned weight has a mask (bool: a byte per entry), installed as the
+  variable's Keras constraint, which every optimizer applies right after its
+  update. So the weights are exactly
   zero where masked after every step: a checkpoint saved at any time is as sparse
   as its masks (tfmot leaves masked weights drifting between updates, tfmot #206),
   and evaluation and prediction cost nothing extra.
@@ -33,11 +34,12 @@ from tfprune.wrappers.layer import (
     MaskConstraint,
     PruneLowMagnitude,
     Target,
+    apply_mask,
     check_granularity,
 )
 
 __all__ = [
     "PruneLowMagnitude", "GRANULARITIES", "check_granularity", "collect_wrappers",
     "link_groups", "set_drivers", "Link", "Driver", "MaskConstraint", "Target",
-    "MISSING_CALLBACK",
+    "MISSING_CALLBACK", "apply_mask",
 ]

@@ -23,7 +23,7 @@ from tfprune import _compat
 from tfprune import masks as masks_lib
 from tfprune import schedules
 from tfprune.masks import ops_kernel, policy
-from tfprune.wrappers.layer import MaskConstraint, PruneLowMagnitude
+from tfprune.wrappers.layer import MaskConstraint, PruneLowMagnitude, apply_mask
 from tfprune.wrappers.state import apply_if
 
 __all__ = ["Link", "Driver", "link_groups", "collect_wrappers", "set_drivers"]
@@ -101,17 +101,17 @@ class Link:
                     self._write(out, t, current(t), ops.reshape(keep, t.unit_shape))
                 for bn in w._followers.layers:
                     for v in _follower_variables(bn):
-                        old = ops.reshape(ops.cast(w._targets[0].mask, v.dtype), (-1,))
-                        out[id(v)] = v * old * ops.cast(keep, v.dtype)
+                        old = ops.reshape(w._targets[0].mask, (-1,))
+                        out[id(v)] = apply_mask(v, ops.logical_and(old, keep))
                 self._record(out, w, step, _min_kept([(s, keep)]),
                              [current(w._targets[0])])
         return out
 
     @staticmethod
     def _write(out, target, value, keep):
-        mask = ops.cast(keep, target.mask.dtype)
+        mask = ops.cast(keep, "bool")
         out[id(target.mask)] = mask
-        out[id(target.variable)] = value * ops.cast(mask, value.dtype)
+        out[id(target.variable)] = apply_mask(value, mask)
 
     @staticmethod
     def _record(out, wrapper, step, threshold, values):
@@ -182,7 +182,7 @@ class Driver:
 
             def current(t):
                 if id(t) not in cache:
-                    cache[id(t)] = t.variable * ops.cast(t.mask, t.variable.dtype)
+                    cache[id(t)] = apply_mask(t.variable, t.mask)
                 return cache[id(t)]
 
             new = {}

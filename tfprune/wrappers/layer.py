@@ -3,6 +3,7 @@
 import re
 
 import keras
+import numpy as np
 from keras import ops
 
 from tfprune import _compat
@@ -11,7 +12,8 @@ from tfprune import registry
 from tfprune import schedules
 from tfprune.wrappers.state import PruneState
 
-__all__ = ["PruneLowMagnitude", "GRANULARITIES", "check_granularity", "MISSING_CALLBACK"]
+__all__ = ["PruneLowMagnitude", "GRANULARITIES", "check_granularity", "MISSING_CALLBACK",
+           "apply_mask"]
 
 GRANULARITIES = ("weight", "unit")
 
@@ -39,9 +41,10 @@ def check_granularity(granularity):
 
 class MaskConstraint:
     """A pruned variable's constraint: the layer's own constraint (if any), then
-    `* mask` (reshaped to `shape` when given). The optimizer applies it right
-    after every update. The variable that drives its schedule (`drive`) also
-    counts the step and, on update steps, recomputes the masks first."""
+    the mask (reshaped to `shape` when given): masked entries become exactly 0.
+    The optimizer applies it right after every update. The variable that drives
+    its schedule (`drive`) also counts the step and, on update steps, recomputes
+    the masks first."""
 
     def __init__(self, owner, mask, inner=None, shape=None):
         self.owner = owner
@@ -50,35 +53,40 @@ class MaskConstraint:
         self.shape = shape
         self.drive = None
 
-    def _mask(self, dtype):
-        mask = self.mask if self.shape is None else ops.reshape(self.mask, self.shape)
-        return ops.cast(mask, dtype)
+    def _mask(self):
+        return self.mask if self.shape is None else ops.reshape(self.mask, self.shape)
 
     def __call__(self, w):
         if not self.owner._step_tracked:
             raise RuntimeError(MISSING_CALLBACK.format(name=self.owner.name))
         if self.inner is not None:
             w = self.inner(w)
-        masked = _multiply(w, self._mask(w.dtype))
+        masked = apply_mask(w, self._mask(), in_place=True)
         if self.drive is not None:
             self.drive(self, masked)
-            masked = _multiply(masked, self._mask(w.dtype))  # the new mask on update steps
+            masked = apply_mask(masked, self._mask(), in_place=True)  # a new mask
         return masked
 
 
-def _multiply(w, mask):
-    """`w * mask`. On torch (eager) in place, into the variable's own tensor (or
-    the temporary an inner constraint returned): the optimizer's `assign` of it
-    to itself copies nothing, so the step allocates no kernel-sized temporary
-    (1.19x -> 1.02x a plain step of the seed MLP). Compiled backends fuse the
-    product into the optimizer's update anyway."""
-    if keras.backend.backend() == "torch" and not _compat.in_stateless_scope():
+def apply_mask(w, mask, in_place=False):
+    """`w` where the bool `mask` (broadcast to it) holds, 0 elsewhere.
+
+    Compiled backends fuse it into the optimizer's update (+0.0 where masked, NaN
+    included). `in_place` (the constraint's) on torch (eager): `w * mask`, into
+    the variable's own tensor (or the temporary an inner constraint returned); the
+    optimizer's `assign` of it to itself copies nothing, so the step allocates no
+    kernel-sized temporary (1.19x -> 1.02x a plain step of the seed MLP). The mask
+    is read as bytes: torch's CPU kernels for bool operands are several times
+    slower than for uint8 ones."""
+    if in_place and keras.backend.backend() == "torch" and not _compat.in_stateless_scope():
         import torch
 
         value = w.value if isinstance(w, keras.Variable) else w
+        mask = mask.value if isinstance(mask, keras.Variable) else mask
         with torch.no_grad():
-            return value.mul_(mask)
-    return w * mask
+            return value.mul_(mask.view(torch.uint8))
+    w = ops.convert_to_tensor(w)  # Variables: jnp.where takes only arrays
+    return ops.where(ops.convert_to_tensor(mask), w, ops.zeros((), w.dtype))
 
 
 class _Followers:
@@ -227,7 +235,7 @@ class PruneLowMagnitude(keras.layers.Wrapper):
             g.check(tuple(variable.shape), f"{self.layer.name}.{path}")
         specs = [
             (re.sub(r"[^A-Za-z0-9_]", "_", path).strip("_") + "_mask",
-             g.mask_shape(tuple(variable.shape)), variable.dtype)
+             g.mask_shape(tuple(variable.shape)))
             for (path, variable, _), g in zip(found, granularities)
         ]
         self._state = PruneState(specs)
@@ -273,8 +281,10 @@ class PruneLowMagnitude(keras.layers.Wrapper):
                 f"pruning variables (masks, step, last update step, threshold) but the "
                 f"saved layer has {len(store.keys())}."
             )
+        masks = len(self._state.masks)
         for i, v in enumerate(variables[: len(store.keys())]):
-            v.assign(store[str(i)])
+            value = np.asarray(store[str(i)])
+            v.assign(value != 0 if i < masks else value)  # older files: float masks
 
     def masked_values(self):
         """`[(variable, numpy value)]` for every weight of the inner layer; pruned
@@ -287,7 +297,7 @@ class PruneLowMagnitude(keras.layers.Wrapper):
         for v in self.layer.weights:
             value = ops.convert_to_numpy(v)
             if id(v) in masks:
-                value = value * masks[id(v)].astype(value.dtype)
+                value = np.where(masks[id(v)], value, np.zeros((), value.dtype))
             out.append((v, value))
         return out
 

@@ -28,8 +28,10 @@ __all__ = ["PruneState", "apply_if", "attach", "detach", "innermost_optimizer"]
 
 
 def _variable(shape, dtype, value, name):
+    initializer = (keras.initializers.Ones() if dtype == "bool"
+                   else keras.initializers.Constant(value))
     return keras.Variable(
-        initializer=keras.initializers.Constant(value), shape=shape, dtype=dtype,
+        initializer=initializer, shape=shape, dtype=dtype,
         trainable=False, name=name, aggregation="only_first_replica",
     )
 
@@ -37,7 +39,9 @@ def _variable(shape, dtype, value, name):
 class PruneState:
     """The untracked state variables of one wrapper.
 
-    `masks[i]` masks target i (in the kernel's dtype, shaped by its granularity);
+    `masks[i]` masks target i (bool, True where kept, shaped by its granularity:
+    a byte per entry, a quarter of a float32 mask's memory and of what every
+    step reads; files store them so too, and float masks of older files load);
     `pruning_step`: training steps seen (the first is step 1, as in tfmot);
     `last_update_step`: the step of the last mask update (-1: none yet);
     `threshold`: the smallest score kept at that update; `nonfinite`: how many
@@ -45,7 +49,8 @@ class PruneState:
     """
 
     def __init__(self, mask_specs):
-        self.masks = [_variable(shape, dtype, 1.0, name) for name, shape, dtype in mask_specs]
+        """`mask_specs`: `(name, shape)` of each mask."""
+        self.masks = [_variable(shape, "bool", True, name) for name, shape in mask_specs]
         self.pruning_step = _variable((), "int32", 0, "pruning_step")
         self.last_update_step = _variable((), "int32", -1, "last_update_step")
         self.threshold = _variable((), "float32", 0.0, "threshold")
