@@ -4,10 +4,10 @@ No per-batch Python callback and no pruning work in the forward pass:
 
 - Each pruned weight has a mask (bool: a byte per entry), installed as the
   variable's Keras constraint, which every optimizer applies right after its
-  update. So the weights are exactly
-  zero where masked after every step: a checkpoint saved at any time is as sparse
-  as its masks (tfmot leaves masked weights drifting between updates, tfmot #206),
-  and evaluation and prediction cost nothing extra.
+  update. So the weights are exactly zero where masked after every step: a
+  checkpoint saved at any time is as sparse as its masks (tfmot leaves masked
+  weights drifting between updates, tfmot #206), and evaluation and prediction
+  cost nothing extra.
 - One optimizer step is one pruning step (the first is step 1, as in tfmot). Per
   schedule, one pruned variable's constraint (`groups.Driver`) counts the steps of
   every wrapper on that schedule and, at an update step, recomputes the masks of
