@@ -7,6 +7,7 @@ import keras
 import numpy as np
 
 import tfprune
+from tests.h5_files import h5_arrays
 from tests.helpers import fit
 
 L = keras.layers
@@ -109,19 +110,6 @@ def test_stripped_model_saves_as_plain_keras(tmp_path):
     np.testing.assert_allclose(loaded.predict(X, verbose=0), model.predict(X, verbose=0), rtol=1e-6, atol=1e-6)
 
 
-def _datasets(h5file):
-    import h5py
-
-    found = {}
-
-    def visit(name, obj):  # returns None: visititems stops at any other value
-        if isinstance(obj, h5py.Dataset):
-            found[name] = obj
-
-    h5file.visititems(visit)
-    return found
-
-
 def test_masks_are_saved_as_bool_and_older_float_masks_still_load(tmp_path):
     import h5py
 
@@ -130,13 +118,12 @@ def test_masks_are_saved_as_bool_and_older_float_masks_still_load(tmp_path):
     path = tmp_path / "w.weights.h5"
     model.save_weights(path)
     targets = [t for w in wrappers(model) for t in w.targets]
+    masks = {n: a for n, a in h5_arrays(path).items() if a.dtype == bool}
+    assert len(masks) == len(targets)  # a byte per entry, not the kernel's 4
     with h5py.File(path, "r+") as f:
-        masks = {n: d for n, d in _datasets(f).items() if d.dtype == bool}
-        assert len(masks) == len(targets)  # a byte per entry, not the kernel's 4
-        for name in list(masks):  # what tfprune wrote before bool masks
-            value = masks[name][()].astype("float32")
+        for name, value in masks.items():  # what tfprune wrote before bool masks
             del f[name]
-            f.create_dataset(name, data=value)
+            f.create_dataset(name, data=value.astype("float32"))
     fresh = make_pruned()
     fresh.load_weights(path)
     for mine, theirs in zip([t for w in wrappers(fresh) for t in w.targets], targets):

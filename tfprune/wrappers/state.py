@@ -27,9 +27,7 @@ from tfprune import _compat
 __all__ = ["PruneState", "apply_if", "attach", "detach", "innermost_optimizer"]
 
 
-def _variable(shape, dtype, value, name):
-    initializer = (keras.initializers.Ones() if dtype == "bool"
-                   else keras.initializers.Constant(value))
+def _variable(shape, dtype, initializer, name):
     return keras.Variable(
         initializer=initializer, shape=shape, dtype=dtype,
         trainable=False, name=name, aggregation="only_first_replica",
@@ -50,11 +48,12 @@ class PruneState:
 
     def __init__(self, mask_specs):
         """`mask_specs`: `(name, shape)` of each mask."""
-        self.masks = [_variable(shape, "bool", True, name) for name, shape in mask_specs]
-        self.pruning_step = _variable((), "int32", 0, "pruning_step")
-        self.last_update_step = _variable((), "int32", -1, "last_update_step")
-        self.threshold = _variable((), "float32", 0.0, "threshold")
-        self.nonfinite = _variable((), "int32", 0, "nonfinite")
+        constant = keras.initializers.Constant
+        self.masks = [_variable(shape, "bool", "ones", name) for name, shape in mask_specs]
+        self.pruning_step = _variable((), "int32", constant(0), "pruning_step")
+        self.last_update_step = _variable((), "int32", constant(-1), "last_update_step")
+        self.threshold = _variable((), "float32", constant(0.0), "threshold")
+        self.nonfinite = _variable((), "int32", constant(0), "nonfinite")
 
     @property
     def variables(self):
