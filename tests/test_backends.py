@@ -85,6 +85,32 @@ def test_chunked_radix_select_equals_numpy_bitwise(shape, ties, jit, rng, monkey
     assert smallest == scores.reshape(-1)[keep].min()
 
 
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32", "float64"])
+@pytest.mark.parametrize("mask_shape", [(6, 5), (1, 5)], ids=["same", "broadcast"])
+def test_where_kept_gives_wheres_bits_in_and_out_of_place(dtype, mask_shape, rng):
+    """(torch selects by bit patterns: +0.0 where masked, NaN and Inf included;
+    -0.0 and NaN kept where kept.)"""
+    from tfprune.masks import ops_kernel
+
+    x = rng.standard_normal((6, 5)).astype("float32")
+    x.flat[:4] = [np.nan, -0.0, np.inf, -np.inf]
+    keep = rng.random(mask_shape) < 0.5
+    keep.flat[:2] = [False, True]
+    want = to_numpy(ops.cast(ops.convert_to_tensor(np.where(keep, x, np.float32(0)), dtype),
+                             "float32"))
+    for in_place in (False, True):
+        got = ops_kernel.where_kept(ops.convert_to_tensor(keep),
+                                    ops.convert_to_tensor(x, dtype), in_place=in_place)
+        got = to_numpy(ops.cast(got, "float32"))
+        np.testing.assert_array_equal(got, want)
+        np.testing.assert_array_equal(np.signbit(got), np.signbit(want))
+    values = np.abs(x[:, 1:]).reshape(-1)
+    k = keep.reshape(-1)[: values.size] if mask_shape == (6, 5) else np.resize(keep, values.size)
+    smallest = to_numpy(ops_kernel.masked_min(ops.convert_to_tensor(values, "float32"),
+                                              ops.convert_to_tensor(k)))
+    assert smallest == (values[k].min() if k.any() else np.inf)
+
+
 @pytest.mark.parametrize("jit", JIT_MODES)
 @pytest.mark.parametrize("scope", ["layer", "global"])
 def test_policy_on_ops_equals_numpy_for_every_granularity(scope, jit, rng):
@@ -171,6 +197,34 @@ def kernels(model):
 
 def zeros(v):
     return int((to_numpy(v) == 0).sum())
+
+
+def test_wrapped_layers_give_the_plain_models_outputs_and_losses(monkeypatch):
+    """Eager torch skips a plain inner layer's own `__call__`; the layers whose
+    `__call__` does more (an activity regularizer, another dtype policy) keep it."""
+
+    def model():
+        keras.utils.set_random_seed(3)
+        inputs = keras.Input((12,))
+        x = L.Dense(16, activation="relu", name="plain_a")(inputs)
+        x = L.Dense(8, activity_regularizer="l2", name="regularized")(x)
+        x = L.Dense(8, dtype="mixed_float16", name="mixed")(x)
+        return keras.Model(inputs, L.Dense(3, name="plain_b")(x))
+
+    plain, pruned = model(), tfprune.prune_low_magnitude(model())
+    real, direct = tfprune._compat.direct_call, []
+
+    def spy(layer, *args, **kwargs):
+        direct.append(layer.name)
+        return real(layer, *args, **kwargs)
+
+    monkeypatch.setattr(tfprune._compat, "direct_call", spy)
+    for training in (False, True):
+        got, want = pruned(X, training=training), plain(X, training=training)
+        np.testing.assert_array_equal(to_numpy(got), to_numpy(want))
+        assert len(pruned.losses) == len(plain.losses) == 1
+        np.testing.assert_array_equal(to_numpy(pruned.losses[0]), to_numpy(plain.losses[0]))
+    assert direct == (["plain_a", "plain_b"] * 2 if BACKEND == "torch" else [])
 
 
 @pytest.mark.parametrize("jit", JIT_MODES)

@@ -122,3 +122,53 @@ def test_called_by_fit_sees_fits_frame_and_not_train_on_batch():
     if keras.backend.backend() in ("tensorflow", "jax"):
         assert callers == [True, False]
     assert not _compat.in_stateless_scope()
+
+
+class _Doubling(L.Layer):
+    """`x * 2` in training, `x` otherwise."""
+
+    def call(self, x, training=None):
+        return x * 2.0 if training else x
+
+
+class _Outer(L.Layer):
+    """Runs its inner layer through `direct_call`, as the pruning wrapper does."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+
+    def call(self, x, **kwargs):
+        return _compat.direct_call(self.inner, x, kwargs.get("training"))
+
+
+def test_direct_call_takes_training_from_the_outer_call_context():
+    x = np.ones((2, 3), "float32")
+    outer = _Outer(_Doubling())
+    assert outer.inner._call_has_training_arg
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(outer(x, training=True)), 2 * x)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(outer(x, training=False)), x)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(outer(x)), x)
+    model = keras.Sequential([keras.Input((3,)), _Outer(_Doubling())])
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(model(x, training=True)), 2 * x)
+
+
+def test_plain_call_layer_and_keras_mask():
+    dense = L.Dense(2)
+    assert not _compat.plain_call_layer(dense)  # not built
+    dense.build((None, 3))
+    assert _compat.plain_call_layer(dense)
+    regularized = L.Dense(2, activity_regularizer="l2")
+    regularized.build((None, 3))
+    assert not _compat.plain_call_layer(regularized)
+    assert not _compat.plain_call_layer(L.BatchNormalization())
+
+    class MyDense(L.Dense):
+        pass
+
+    mine = MyDense(2)
+    mine.build((None, 3))
+    assert not _compat.plain_call_layer(mine)  # a subclass may override __call__
+    embedded = L.Embedding(5, 2, mask_zero=True)(np.array([[0, 1, 2]]))
+    assert _compat.keras_mask(embedded) is not None
+    assert _compat.keras_mask(keras.ops.ones((2,))) is None

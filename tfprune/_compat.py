@@ -21,7 +21,8 @@ __all__ = [
     "KERAS_LAYERS_MODULE", "MHA_PROJECTIONS", "flatten_layers", "child_layers", "producer", "producer_name",
     "inbound_nodes", "outbound_nodes", "sequential_graph", "has_graph", "nodes_by_depth",
     "inputs_struct", "outputs_struct", "input_shape_arg", "optimizer_variables",
-    "new_train_function", "called_by_fit", "in_stateless_scope",
+    "new_train_function", "called_by_fit", "in_stateless_scope", "direct_call",
+    "plain_call_layer", "keras_mask",
     "global_state", "saving_lib", "serialization_lib", "to_snake_case",
 ]
 
@@ -29,6 +30,44 @@ KERAS_LAYERS_MODULE = "keras.src.layers"  # where Keras's built-in layer classes
 
 # MultiHeadAttention's projection sublayers (private attributes), in weight order.
 MHA_PROJECTIONS = ("_query_dense", "_key_dense", "_value_dense", "_output_dense")
+
+
+_PLAIN_CALL = frozenset((
+    keras.layers.Dense, keras.layers.EinsumDense, keras.layers.Conv1D, keras.layers.Conv2D,
+    keras.layers.Conv3D, keras.layers.Conv1DTranspose, keras.layers.Conv2DTranspose,
+    keras.layers.Conv3DTranspose, keras.layers.DepthwiseConv1D, keras.layers.DepthwiseConv2D,
+    keras.layers.SeparableConv1D, keras.layers.SeparableConv2D,
+))
+
+
+def plain_call_layer(layer):
+    """Whether `layer.__call__` does nothing for `layer` beyond what an outer
+    layer's `__call__` with the same dtype policy already did (convert and
+    autocast the inputs, resolve `training`): a built-in Dense / EinsumDense /
+    convolution with no activity regularizer, quantization or rematerialization.
+    Then `direct_call` may run its `call` (as Keras's `TimeDistributed` does)."""
+    return (type(layer) in _PLAIN_CALL and layer.built
+            and getattr(layer, "activity_regularizer", None) is None
+            and layer.dtype_policy.quantization_mode is None
+            and getattr(layer, "_remat_mode", None) is None)
+
+
+def keras_mask(x):
+    """The Keras mask attached to tensor `x` (None without one)."""
+    from keras.src.backend import get_keras_mask
+
+    return get_keras_mask(x)
+
+
+def direct_call(layer, x, training=None):
+    """`layer.call(x)` with `training` given, else inherited from the call
+    context an outer layer's `__call__` opened (see `plain_call_layer`)."""
+    if not layer._call_has_training_arg:
+        return layer.call(x)
+    if training is None:
+        ctx = global_state.get_global_attribute("current_call_ctx")
+        training = None if ctx is None else ctx.get_value("training")
+    return layer.call(x) if training is None else layer.call(x, training=training)
 
 
 def flatten_layers(model, include_self=False, recursive=True):
