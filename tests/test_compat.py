@@ -172,3 +172,26 @@ def test_plain_call_layer_and_keras_mask():
     embedded = L.Embedding(5, 2, mask_zero=True)(np.array([[0, 1, 2]]))
     assert _compat.keras_mask(embedded) is not None
     assert _compat.keras_mask(keras.ops.ones((2,))) is None
+
+
+def test_tf_xla_tracing_is_true_only_inside_functions_xla_compiles():
+    import pytest
+
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("TensorFlow's XLA context")
+    import tensorflow as tf
+
+    seen = {}
+
+    def probe(name):
+        def fn(x):
+            seen[name] = _compat.tf_xla_tracing()
+            inner = tf.cond(x > 0, lambda: tf.constant(_compat.tf_xla_tracing()),
+                            lambda: tf.constant(False))
+            return x, inner
+        return fn
+
+    _, in_branch = tf.function(probe("xla"), jit_compile=True)(tf.constant(1.0))
+    tf.function(probe("graph"), jit_compile=False)(tf.constant(1.0))
+    assert seen == {"xla": True, "graph": False}
+    assert bool(in_branch) and not _compat.tf_xla_tracing()

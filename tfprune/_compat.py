@@ -22,7 +22,7 @@ __all__ = [
     "inbound_nodes", "outbound_nodes", "sequential_graph", "has_graph", "nodes_by_depth",
     "inputs_struct", "outputs_struct", "input_shape_arg", "optimizer_variables",
     "new_train_function", "called_by_fit", "in_stateless_scope", "direct_call",
-    "plain_call_layer", "keras_mask",
+    "plain_call_layer", "keras_mask", "tf_xla_tracing",
     "global_state", "saving_lib", "serialization_lib", "to_snake_case",
 ]
 
@@ -68,6 +68,16 @@ def direct_call(layer, x, training=None):
         ctx = global_state.get_global_attribute("current_call_ctx")
         training = None if ctx is None else ctx.get_value("training")
     return layer.call(x) if training is None else layer.call(x, training=training)
+
+
+def tf_xla_tracing():
+    """Whether TensorFlow is tracing a function that XLA compiles
+    (`tf.function(jit_compile=True)`, a Keras step with `jit_compile=True`),
+    branches and loop bodies inside one included (as tf_keras checks it)."""
+    import tensorflow as tf
+    from tensorflow.python.ops import control_flow_util
+
+    return control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph())
 
 
 def flatten_layers(model, include_self=False, recursive=True):
