@@ -1,6 +1,7 @@
-"""tfprune/callbacks/lean.py: under `fit` with `jit_compile`, steps that update no
-mask run a second compiled step without the update conditional; the result is
-bitwise what the full step gives, and every other path keeps the full step."""
+"""tfprune/callbacks/lean.py: under `fit` on TensorFlow (graph and XLA) and JAX,
+steps that update no mask run a second compiled step without the update
+conditional; the result is bitwise what the full step gives, and every other path
+keeps the full step."""
 
 import keras
 import numpy as np
@@ -15,18 +16,19 @@ pytestmark = pytest.mark.core
 
 BACKEND = keras.backend.backend()
 LEAN_BACKEND = BACKEND in ("tensorflow", "jax")
+JIT_MODES = [False, True] if BACKEND == "tensorflow" else [BACKEND == "jax"]
 X = np.random.default_rng(0).standard_normal((72, 12)).astype("float32")
 Y = np.random.default_rng(1).standard_normal((72, 3)).astype("float32")
 
 
-def make(schedule=None, **kw):
+def make(schedule=None, jit=BACKEND != "torch", **kw):
     keras.utils.set_random_seed(3)
     model = keras.Sequential([keras.Input((12,)), L.Dense(24, activation="relu"),
                               L.Dense(16, activation="relu"), L.Dense(3)])
     schedule = schedule or tfprune.PolynomialDecay(0.0, 0.8, begin_step=0, end_step=9,
                                                    frequency=3)
     pruned = tfprune.prune_low_magnitude(model, schedule, **kw)
-    pruned.compile("adam", "mse", jit_compile=True if BACKEND != "torch" else False)
+    pruned.compile("adam", "mse", jit_compile=jit)
     return pruned
 
 
@@ -70,15 +72,16 @@ def fit(model, epochs=2, callbacks=(), **kw):
                      callbacks=[tfprune.callbacks.UpdatePruningStep(), *callbacks], **kw)
 
 
-def test_lean_fit_is_bitwise_the_full_steps_fit(monkeypatch):
+@pytest.mark.parametrize("jit", JIT_MODES)
+def test_lean_fit_is_bitwise_the_full_steps_fit(jit, monkeypatch):
     calls = Calls()
-    with_lean = make()
+    with_lean = make(jit=jit)
     fit(with_lean, callbacks=[calls])  # 18 steps: updates at 3, 6, 9
     assert calls.installed == LEAN_BACKEND
     if LEAN_BACKEND:
         assert (calls.full, calls.lean) == (3, 15)
     monkeypatch.setattr(lean, "_eligible", lambda model, drivers: False)
-    full_only = make()
+    full_only = make(jit=jit)
     fit(full_only)
     for a, b in zip(state(with_lean), state(full_only)):
         np.testing.assert_array_equal(a, b)
@@ -122,6 +125,20 @@ def test_train_on_batch_after_an_interrupted_fit_still_updates_masks():
     assert int(ops.convert_to_numpy(w.last_update_step)) == 3
     k = ops.convert_to_numpy(w.layer.kernel)
     assert (k == 0).sum() == k.size // 2
+
+
+def test_a_loss_scale_optimizer_keeps_the_full_step_every_step():
+    """It skips the steps whose scaled gradients overflow (no pruning step either),
+    which the host cannot count."""
+    model = make()
+    model.compile(keras.optimizers.LossScaleOptimizer(keras.optimizers.Adam()), "mse",
+                  jit_compile=model.jit_compile)
+    calls = Calls()
+    fit(model, epochs=1, callbacks=[calls])
+    assert not calls.installed
+    w = tfprune.collect_prunable_layers(model)[0]
+    assert int(ops.convert_to_numpy(w.pruning_step)) == int(
+        ops.convert_to_numpy(model.optimizer.iterations))
 
 
 def test_a_user_schedule_keeps_the_full_step_every_step():
