@@ -104,11 +104,11 @@ def test_where_kept_gives_wheres_bits_in_and_out_of_place(dtype, mask_shape, rng
         got = to_numpy(ops.cast(got, "float32"))
         np.testing.assert_array_equal(got, want)
         np.testing.assert_array_equal(np.signbit(got), np.signbit(want))
-    values = np.abs(x[:, 1:]).reshape(-1)
-    k = keep.reshape(-1)[: values.size] if mask_shape == (6, 5) else np.resize(keep, values.size)
-    smallest = to_numpy(ops_kernel.masked_min(ops.convert_to_tensor(values, "float32"),
-                                              ops.convert_to_tensor(k)))
-    assert smallest == (values[k].min() if k.any() else np.inf)
+    scores = np.abs(x.reshape(-1)[4:])  # finite
+    for k in (rng.random(scores.size) < 0.5, np.zeros(scores.size, bool)):
+        smallest = to_numpy(ops_kernel.masked_min(ops.convert_to_tensor(scores),
+                                                  ops.convert_to_tensor(k)))
+        assert smallest == (scores[k].min() if k.any() else np.inf)
 
 
 @pytest.mark.parametrize("jit", JIT_MODES)

@@ -8,9 +8,10 @@ stateless jitted step and eagerly in torch.
 - `topk_keep(scores, k)`: the `k` largest scores, ties by lowest flat index.
   float32 vectors longer than `SORT_LIMIT` use an O(n) two-level radix select on
   the scores' bit patterns (non-negative IEEE floats order like their int32 bits):
-  a histogram of the high 16 bits (`ops.segment_sum` into 32768 static buckets)
-  finds the bucket of the k-th largest, a histogram of the low 16 bits inside that
-  bucket finds it exactly. tfmot sorts every weight instead. Shorter vectors and
+  a histogram of the high 16 bits (32768 static buckets: `ops.segment_sum` under
+  XLA and JAX, `ops.bincount` in TensorFlow graphs and torch) finds the bucket of
+  the k-th largest, a histogram of the low 16 bits inside that bucket finds it
+  exactly. tfmot sorts every weight instead. Shorter vectors and
   other dtypes (float64 unit scores) sort their values and take the k-th.
 - Ties at the threshold are kept lowest index first (a cumulative count of the
   tied items), only when there are more tied items than places.

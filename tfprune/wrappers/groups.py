@@ -201,7 +201,7 @@ class Driver:
 
     def _count_on_host(self):
         """Eager torch: count the step in place, decided on the host (a step that
-        certainly updates no mask then costs no ops: 0.39 -> 0.05 ms a step of the
+        certainly updates no mask then costs no ops: 0.39 -> 0.06 ms a step of the
         seed MLP). Returns the step as a Python int."""
         import torch
 
