@@ -103,6 +103,12 @@ def _data():
     return np.zeros((4, 8), "float32"), np.zeros((4, 3), "float32")
 
 
+def _dataset():
+    import tensorflow as tf
+
+    return tf.data.Dataset.from_tensor_slices(_data()).batch(2)
+
+
 def _loaded(d):
     return keras.models.load_model(d / "m.keras")
 
@@ -237,6 +243,8 @@ API = [
                           progress=False), TypeError, "batch_size='8'", id="sweep-batch-str"),
     P(lambda d: sweep.run(_loaded(d), _data(), sparsities=(0.5,), samples=-1, progress=False),
       ValueError, "samples=-1", id="sweep-samples-negative"),
+    P(lambda d: sweep.run(_loaded(d), _dataset(), sparsities=(0.5,), samples=3, progress=False),
+      ValueError, "samples=3 with a tf.data.Dataset", id="sweep-samples-with-a-dataset"),
     P(lambda d: sweep.sensitivity(_loaded(d), _data(), sparsities=(0.5,), tolerance=-1,
                                   progress=False), ValueError, "tolerance=-1",
       id="sensitivity-tolerance-negative"),

@@ -58,7 +58,8 @@ def run(model, data, sparsities=DEFAULT_SPARSITIES, granularities=("weight", "un
         batch_size: evaluation batch size (arrays).
         sizes: measure `gzip_bytes` and, for units, the shrunk size (False: None,
             faster).
-        samples: evaluate on the first N examples only.
+        samples: evaluate on the first N examples only (arrays, a loader or a .npz
+            file; with a `tf.data.Dataset`, take them in the dataset instead).
 
     Returns:
         A `SweepResult` (`.records`, `.summary()`, `.table()`, `.plot()`, `.to_csv`).

@@ -207,7 +207,7 @@ def resolve_data(data, model, split="test", samples=None):
     """`Data` from `(x, y)`, a `tf.data.Dataset`, a loader name or a `.npz` path.
 
     `split` ("test" or "train") picks the half of a named loader or npz file.
-    `samples`: keep only the first N examples (arrays only).
+    `samples`: keep only the first N examples (not for a dataset: ValueError).
     """
     import tensorflow as tf
 
@@ -239,7 +239,14 @@ def resolve_data(data, model, split="test", samples=None):
             "Argument `data` must be (x, y) arrays, a tf.data.Dataset, a loader name "
             f"({', '.join(sorted(LOADERS))}) or a .npz path. Received: data={type(data).__name__}"
         )
-    if samples is not None and out.dataset is None:
+    if samples is not None and out.dataset is not None:
+        raise ValueError(
+            "Argument `samples` takes the first N examples of (x, y) arrays, a loader or "
+            "a .npz file; from a tf.data.Dataset take them in the dataset "
+            "(`dataset.unbatch().take(N).batch(B)`) and leave `samples` unset. "
+            f"Received: samples={samples} with a tf.data.Dataset"
+        )
+    if samples is not None:
         xs = out.x
         cut = [a[:samples] for a in xs] if isinstance(xs, (list, tuple)) else xs[:samples]
         out = Data(cut, out.y[:samples], name=f"{out.name}[:{samples}]")

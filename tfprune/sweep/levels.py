@@ -131,7 +131,8 @@ class Runner:
         metrics: metrics to compile the working copy with (default: the model's).
         evaluate: None (`model.evaluate`) or a function `(model, data) -> dict`.
         batch_size: evaluation batch size for arrays.
-        samples: evaluate on the first N examples only.
+        samples: evaluate on the first N examples only (arrays, a loader or a .npz
+            file; with a `tf.data.Dataset`, take them in the dataset instead).
         sizes: measure `gzip_bytes` and, for units, the shrunk size.
     """
 
