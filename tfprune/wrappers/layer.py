@@ -87,7 +87,8 @@ def apply_mask(w, mask, in_place=False):
     the bit patterns (`masks.ops_kernel.where_kept`), and `in_place` (the
     constraint's, eagerly) writes into the variable's own tensor (or the
     temporary an inner constraint returned): the optimizer's `assign` of it to
-    itself copies nothing, so the step allocates no kernel-sized temporary."""
+    itself copies nothing. (torch still widens the mask's bytes to the kernel's
+    integer width in one temporary of the kernel's size.)"""
     if in_place and torch_eager():
         import torch
 
