@@ -340,7 +340,9 @@ def main(argv=None):
                "steady_ratio": steady, "over_target": over,
                "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
                "tfprune": tfprune.__version__, "tfprune_source": tfprune_source()}
-        pathlib.Path(args.output).write_text(json.dumps(doc, indent=1) + "\n")
+        out = pathlib.Path(args.output)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(doc, indent=1) + "\n")
         print(f"wrote {args.output}")
     return 0
 
