@@ -104,6 +104,16 @@ def test_where_kept_gives_wheres_bits_in_and_out_of_place(dtype, mask_shape, rng
         got = to_numpy(ops.cast(got, "float32"))
         np.testing.assert_array_equal(got, want)
         np.testing.assert_array_equal(np.signbit(got), np.signbit(want))
+    if BACKEND == "torch":  # the constraint's eager kernel: in place, through autograd
+        import torch
+
+        t = ops.convert_to_tensor(x, dtype).requires_grad_(True)
+        out = ops_kernel.torch_mask_(t, ops.convert_to_tensor(keep))
+        assert out is t
+        got = to_numpy(ops.cast(t.detach(), "float32"))
+        np.testing.assert_array_equal(got, want)
+        np.testing.assert_array_equal(np.signbit(got), np.signbit(want))
+        assert torch.is_tensor(out) and out.requires_grad
     scores = np.abs(x.reshape(-1)[4:])  # finite
     for k in (rng.random(scores.size) < 0.5, np.zeros(scores.size, bool)):
         smallest = to_numpy(ops_kernel.masked_min(ops.convert_to_tensor(scores),

@@ -85,16 +85,14 @@ def apply_mask(w, mask, in_place=False):
 
     Compiled backends fuse it into the optimizer's update. On torch it selects by
     the bit patterns (`masks.ops_kernel.where_kept`), and `in_place` (the
-    constraint's, eagerly) writes into the variable's own tensor (or the
-    temporary an inner constraint returned): the optimizer's `assign` of it to
-    itself copies nothing. (torch still widens the mask's bytes to the kernel's
+    constraint's, eagerly: `ops_kernel.torch_mask_`) writes into the variable's
+    own tensor (or the temporary an inner constraint returned): the optimizer's
+    `assign` of it to itself copies nothing. (torch still widens the mask's bytes to the kernel's
     integer width in one temporary of the kernel's size.)"""
     if in_place and torch_eager():
-        import torch
-
         value = w.value if isinstance(w, keras.Variable) else w
-        with torch.no_grad():
-            return ops_kernel.where_kept(mask, value, in_place=True)
+        keep = mask.value if isinstance(mask, keras.Variable) else mask
+        return ops_kernel.torch_mask_(value, keep)
     return ops_kernel.where_kept(mask, w)
 
 
