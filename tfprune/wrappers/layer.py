@@ -9,6 +9,7 @@ from keras import ops
 from tfprune import _compat
 from tfprune import masks as masks_lib
 from tfprune.masks import ops_kernel
+from tfprune.masks.ops_kernel import torch_eager
 from tfprune import registry
 from tfprune import schedules
 from tfprune.wrappers.state import PruneState
@@ -67,16 +68,6 @@ class MaskConstraint:
             self.drive(self, masked)
             masked = apply_mask(masked, self._mask(), in_place=True)  # a new mask
         return masked
-
-
-def torch_eager():
-    """Whether this code runs eagerly on torch (Keras's torch `fit` without
-    `jit_compile`): Python sees every step, so host-side work is cheaper than ops."""
-    if keras.backend.backend() != "torch" or _compat.in_stateless_scope():
-        return False
-    import torch
-
-    return not torch.compiler.is_compiling()
 
 
 def apply_mask(w, mask, in_place=False):
