@@ -235,22 +235,16 @@ def torch_mask_(x, keep):
     12 us of Python instead of 29). `x`: a float tensor (autograd may track it:
     its storage is written through a detached view); `keep`: a bool tensor
     broadcasting to it. Returns `x`; other dtypes go through `where_kept`."""
+    import torch
+
     ints = _TORCH_INT_VIEWS.get(x.dtype)
     if ints is None:
-        import torch
-
         name = _TORCH_INTS.get(keras.backend.standardize_dtype(x.dtype))
         if name is None:
             return where_kept(keep, x)
         ints = _TORCH_INT_VIEWS[x.dtype] = getattr(torch, name)
-    x.detach().view(ints).mul_(keep.view(_torch_uint8()))
+    x.detach().view(ints).mul_(keep.view(torch.uint8))
     return x
-
-
-def _torch_uint8():
-    import torch
-
-    return torch.uint8
 
 
 def where_kept(keep, x, in_place=False):
@@ -262,7 +256,7 @@ def where_kept(keep, x, in_place=False):
     bits = _torch_bits(value)
     if bits is not None:
         if in_place:
-            bits.mul_(_torch_bytes(keep))
+            torch_mask_(value, ops.convert_to_tensor(keep))
             return x
         return (bits * _torch_bytes(keep)).view(value.dtype)
     return ops.where(ops.convert_to_tensor(keep), value, ops.zeros((), value.dtype))
@@ -273,7 +267,7 @@ _INF32_BITS = 0x7F800000  # float32 +inf; non-negative float32 values order like
 
 def _min_where(keep, values, inf):
     bits = _torch_bits(values)
-    if bits is None or bits.dtype != _torch_int32():
+    if bits is None or keras.backend.standardize_dtype(values.dtype) != "float32":
         return ops.min(ops.where(keep, values, inf))
     # Dropped items become `bits | inf` (>= inf's bits: their sign bit is clear),
     # in one int32 temporary updated in place (each fresh full-size temporary of
@@ -282,12 +276,6 @@ def _min_where(keep, values, inf):
     dropped = _torch_bytes(keep).to(bits.dtype).sub_(1).bitwise_and_(_INF32_BITS)
     smallest = dropped.bitwise_or_(bits).amin().clamp_max_(_INF32_BITS)
     return smallest.view(values.dtype)
-
-
-def _torch_int32():
-    import torch
-
-    return torch.int32
 
 
 def masked_min(values, keep):

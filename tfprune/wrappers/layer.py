@@ -78,8 +78,8 @@ def apply_mask(w, mask, in_place=False):
     the bit patterns (`masks.ops_kernel.where_kept`), and `in_place` (the
     constraint's, eagerly: `ops_kernel.torch_mask_`) writes into the variable's
     own tensor (or the temporary an inner constraint returned): the optimizer's
-    `assign` of it to itself copies nothing. (torch still widens the mask's bytes to the kernel's
-    integer width in one temporary of the kernel's size.)"""
+    `assign` of it to itself copies nothing. (torch still widens the mask's
+    bytes to the kernel's integer width in one temporary of the kernel's size.)"""
     if in_place and torch_eager():
         value = w.value if isinstance(w, keras.Variable) else w
         keep = mask.value if isinstance(mask, keras.Variable) else mask
