@@ -114,11 +114,35 @@ def test_where_kept_gives_wheres_bits_in_and_out_of_place(dtype, mask_shape, rng
         np.testing.assert_array_equal(got, want)
         np.testing.assert_array_equal(np.signbit(got), np.signbit(want))
         assert torch.is_tensor(out) and out.requires_grad
+        t = ops.convert_to_tensor(x, dtype)  # the same through a widened mask
+        assert ops_kernel.WidenedMask()(t, ops.convert_to_tensor(keep)) is t
+        np.testing.assert_array_equal(to_numpy(ops.cast(t, "float32")), want)
     scores = np.abs(x.reshape(-1)[4:])  # finite
     for k in (rng.random(scores.size) < 0.5, np.zeros(scores.size, bool)):
         smallest = to_numpy(ops_kernel.masked_min(ops.convert_to_tensor(scores),
                                                   ops.convert_to_tensor(k)))
         assert smallest == (scores[k].min() if k.any() else np.inf)
+
+
+@pytest.mark.skipif(BACKEND != "torch", reason="eager torch's constraint kernel")
+def test_widened_mask_follows_every_write_of_the_mask(rng):
+    from tfprune.masks import ops_kernel
+
+    widened = ops_kernel.WidenedMask()
+    mask = keras.Variable(rng.random((40, 30)) < 0.5, trainable=False)
+    x = rng.standard_normal((40, 30)).astype("float32")
+    for step in range(4):
+        if step == 1:  # written in place, as Keras assigns
+            mask.assign(rng.random((40, 30)) < 0.3)
+        if step == 2:
+            mask.assign(np.ones((40, 30), bool))
+        t = ops.convert_to_tensor(x)
+        widened(t, mask.value)
+        np.testing.assert_array_equal(to_numpy(t), np.where(to_numpy(mask), x, 0))
+    other = ops.convert_to_tensor(rng.random((40, 30)) < 0.5)  # another tensor
+    t = ops.convert_to_tensor(x)
+    widened(t, other)
+    np.testing.assert_array_equal(to_numpy(t), np.where(to_numpy(other), x, 0))
 
 
 @pytest.mark.parametrize("jit", JIT_MODES)

@@ -54,6 +54,7 @@ class MaskConstraint:
         self.inner = inner
         self.shape = shape
         self.drive = None
+        self._widened = None  # eager torch: the mask widened for the kernel (built on use)
 
     def _mask(self):
         return self.mask if self.shape is None else ops.reshape(self.mask, self.shape)
@@ -63,14 +64,17 @@ class MaskConstraint:
             raise RuntimeError(MISSING_CALLBACK.format(name=self.owner.name))
         if self.inner is not None:
             w = self.inner(w)
-        masked = apply_mask(w, self._mask(), in_place=True)
+        if self._widened is None and self.shape is None and torch_eager():
+            self._widened = ops_kernel.WidenedMask()
+        masked = apply_mask(w, self._mask(), in_place=True, widened=self._widened)
         if self.drive is not None:
             self.drive(self, masked)
-            masked = apply_mask(masked, self._mask(), in_place=True)  # a new mask
+            masked = apply_mask(masked, self._mask(), in_place=True,  # a new mask
+                                widened=self._widened)
         return masked
 
 
-def apply_mask(w, mask, in_place=False):
+def apply_mask(w, mask, in_place=False, widened=None):
     """`w` where the bool `mask` (broadcast to it) holds, +0.0 elsewhere (NaN
     included).
 
@@ -79,11 +83,13 @@ def apply_mask(w, mask, in_place=False):
     constraint's, eagerly: `ops_kernel.torch_mask_`) writes into the variable's
     own tensor (or the temporary an inner constraint returned): the optimizer's
     `assign` of it to itself copies nothing. (torch still widens the mask's
-    bytes to the kernel's integer width in one temporary of the kernel's size.)"""
+    bytes to the kernel's integer width in a temporary of the kernel's size, unless
+    the constraint's `widened` (an `ops_kernel.WidenedMask`) keeps the widened
+    mask.)"""
     if in_place and torch_eager():
         value = w.value if isinstance(w, keras.Variable) else w
         keep = mask.value if isinstance(mask, keras.Variable) else mask
-        return ops_kernel.torch_mask_(value, keep)
+        return (widened or ops_kernel.torch_mask_)(value, keep)
     return ops_kernel.where_kept(mask, w)
 
 
