@@ -212,12 +212,12 @@ def _torch_bits(x):
     backends and dtypes, or autograd recording `x`)."""
     if keras.backend.backend() != "torch":
         return None
-    ints = _TORCH_INTS.get(keras.backend.standardize_dtype(x.dtype))
+    ints = _torch_int_view(x.dtype)
     import torch
 
     if ints is None or (x.requires_grad and torch.is_grad_enabled()):
         return None
-    return x.detach().view(getattr(torch, ints))
+    return x.detach().view(ints)
 
 
 def _torch_bytes(mask):
