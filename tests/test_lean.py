@@ -207,3 +207,31 @@ def test_a_step_count_restored_by_a_later_callback_is_the_one_counted():
         assert int(ops.convert_to_numpy(w.last_update_step)) == 6
         k = ops.convert_to_numpy(w.layer.kernel)
         assert (k == 0).sum() == k.size - tfprune.masks.keep_count(k.size, 0.5)
+
+
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="drives TensorFlow's train function")
+@pytest.mark.parametrize("jit", [False, True])
+def test_steps_driven_one_by_one_through_fit_step_are_bitwise_fits_steps(jit):
+    """`LeanDispatch.fit_step`, as `benchmarks/overhead.py --steps` calls it: full
+    steps at the update steps, lean ones between, and the result of `fit`."""
+    import tensorflow as tf
+
+    schedule = tfprune.PolynomialDecay(0.0, 0.8, begin_step=0, end_step=15, frequency=3)
+    driven, reference = make(schedule, jit=jit), make(schedule, jit=jit)
+    fit(driven, epochs=1)  # 9 steps: compiles the full and the lean step
+    fit(reference, epochs=2)  # 18 steps: updates at 3, 6, 9, 12, 15
+    cb, calls = tfprune.callbacks.UpdatePruningStep(), Calls()
+    callbacks = keras.callbacks.CallbackList([cb, calls], model=driven)
+    callbacks.on_train_begin()
+    dispatch = driven.train_function
+    with pytest.raises(RuntimeError, match=r"fit_step\(\) before resync"):
+        dispatch.fit_step(iter([]))
+    callbacks.on_epoch_begin(0)
+    batches = iter(tf.data.Dataset.from_tensor_slices((X, Y)).batch(8))
+    for _ in range(9):  # steps 10..18
+        dispatch.fit_step(batches)
+    callbacks.on_epoch_end(0)  # the host's count is the model's: no error
+    callbacks.on_train_end()
+    assert (calls.full, calls.lean) == (2, 7)  # steps 12 and 15 update
+    for a, b in zip(state(driven), state(reference)):
+        np.testing.assert_array_equal(a, b)

@@ -66,6 +66,20 @@ class LeanDispatch:
         if self.steps is None or not _compat.called_by_fit():
             self.steps = None  # train_on_batch, or no count yet: the full step
             return self.full(*args, **kwargs)
+        return self.fit_step(*args, **kwargs)
+
+    def fit_step(self, *args, **kwargs):
+        """One training step as `fit` runs it, whoever the caller: `full` if a
+        driver's next step may update masks, else `lean`. For loops that drive
+        `fit`'s steps themselves (`benchmarks/overhead.py --steps` times steps one
+        by one); they must call `resync()` first and train every step through here
+        (or `check()` raises)."""
+        if self.steps is None:
+            raise RuntimeError(
+                "tfprune: LeanDispatch.fit_step() before resync(): the host does not "
+                "know the step count (call `on_epoch_begin` of UpdatePruningStep, or "
+                "`resync()`)."
+            )
         nxt = [s + 1 for s in self.steps]
         self.fit_calls += 1
         if any(d.due(s) for d, s in zip(self.drivers, nxt)):
