@@ -98,12 +98,21 @@ def test_where_kept_gives_wheres_bits_in_and_out_of_place(dtype, mask_shape, rng
     keep.flat[:2] = [False, True]
     want = to_numpy(ops.cast(ops.convert_to_tensor(np.where(keep, x, np.float32(0)), dtype),
                              "float32"))
-    for in_place in (False, True):
-        got = ops_kernel.where_kept(ops.convert_to_tensor(keep),
-                                    ops.convert_to_tensor(x, dtype), in_place=in_place)
+    for in_place, untracked in ((False, False), (True, False), (False, True)):
+        got = ops_kernel.where_kept(ops.convert_to_tensor(keep), ops.convert_to_tensor(
+            x, dtype), in_place=in_place, untracked=untracked)
         got = to_numpy(ops.cast(got, "float32"))
         np.testing.assert_array_equal(got, want)
         np.testing.assert_array_equal(np.signbit(got), np.signbit(want))
+    if BACKEND == "tensorflow":  # the constraint's selection by bits, in graphs and XLA
+        import tensorflow as tf
+
+        for jit in (False, True):
+            graph = tf.function(lambda k, v: ops_kernel.where_kept(k, v, untracked=True),
+                                jit_compile=jit)
+            got = to_numpy(ops.cast(graph(keep, ops.convert_to_tensor(x, dtype)), "float32"))
+            np.testing.assert_array_equal(got, want)
+            np.testing.assert_array_equal(np.signbit(got), np.signbit(want))
     if BACKEND == "torch":  # the constraint's eager kernel: in place, through autograd
         import torch
 

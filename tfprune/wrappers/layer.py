@@ -85,12 +85,13 @@ def apply_mask(w, mask, in_place=False, widened=None):
     `assign` of it to itself copies nothing. (torch still widens the mask's
     bytes to the kernel's integer width in a temporary of the kernel's size, unless
     the constraint's `widened` (an `ops_kernel.WidenedMask`) keeps the widened
-    mask.)"""
+    mask.) On TensorFlow `in_place` (the constraint's, no gradient through it) also
+    selects by bit patterns, in graphs and under XLA: same bits as `where`."""
     if in_place and torch_eager():
         value = w.value if isinstance(w, keras.Variable) else w
         keep = mask.value if isinstance(mask, keras.Variable) else mask
         return (widened or ops_kernel.torch_mask_)(value, keep)
-    return ops_kernel.where_kept(mask, w)
+    return ops_kernel.where_kept(mask, w, untracked=in_place)
 
 
 class _Followers:
