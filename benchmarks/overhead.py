@@ -53,6 +53,15 @@ interleaved measurements, and collects their JSON into one table:
    `eager+bincount`: tfprune's radix histograms as `ops.bincount` instead of
    `ops.segment_sum` (patched in the worker process only).
 
+3. With `--steps` (`overhead_steps.py`): the same plain/pruned pairs timed step by
+   step, the two models of a mode alternating one step each and driven as `fit`
+   drives them (callbacks, Keras's train function, tfprune's lean dispatch), after a
+   warm-up `fit` epoch; `--step-blocks` blocks of `--frequency` steps, each holding
+   exactly one mask update. A burst of load from elsewhere now hits both models of a
+   pair; the verdict is the median of the per-block ratios pruned/plain, with a
+   bootstrap 95% interval, beside the ratio of the totals, the median paired ratio
+   of the steps that update no mask and the median time of an update step.
+
 Run:  TFPRUNE_DATA_DIR=/work/shared/data .venv/bin/python benchmarks/overhead.py
       (--quick for a smoke run; --backends tensorflow for one backend; see --help)
 """
@@ -73,6 +82,8 @@ import time
 import numpy as np
 
 HERE = pathlib.Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import overhead_steps  # noqa: E402
 RESULTS = HERE / "results"
 BACKENDS = ("tensorflow", "jax", "torch")
 SIZES = (784, 1000, 1000, 500, 200, 10)
@@ -194,6 +205,44 @@ def overhead_rows(backends):
     return sorted(rows, key=lambda r: order[r["variant"]])  # stable: backend order kept
 
 
+def step_rows(backends):
+    """One row per backend/mode from the per-step interleaved timing (`--steps`)."""
+    rows = []
+    for backend, res in backends.items():
+        st = res.get("steps")
+        if not st:
+            continue
+        for mode in st["modes"]:
+            got = st["results"][mode]
+            plain = got["plain"]
+            for v in [v for v in st["variants"][mode] if v != "plain"]:
+                r = got[v]
+                paired = [a / b for a, b in zip(r["block_s"], plain["block_s"])]
+                q1, q3 = quartiles(paired)
+                lo, hi = overhead_steps.bootstrap_median_ci(paired)
+                target = TARGETS.get(mode) if v == "tfprune" else None
+                med = statistics.median(paired)
+                upd = r["update_step_s"]
+                rows.append({
+                    "backend": backend, "mode": mode, "variant": v,
+                    "label": LABELS[(backend, mode)], "blocks": len(paired),
+                    "steps_per_block": st["frequency"], "due_steps": r["due_steps"],
+                    "plain_ms_per_step": 1000 * plain["total_s"] / plain["steps"],
+                    "pruned_ms_per_step": 1000 * r["total_s"] / r["steps"],
+                    "ratio_of_totals": r["total_s"] / plain["total_s"],
+                    "median_block_ratio": med, "ci95": [lo, hi], "block_q1": q1,
+                    "block_q3": q3,
+                    "other_steps_median_paired_ratio": r["other_steps_median_paired_ratio"],
+                    "update_step_ms_median": 1000 * statistics.median(upd) if upd else None,
+                    "plain_step_ms_median": 1000 * plain["median_step_s"],
+                    "target": target,
+                    "pass": None if target is None else med <= target,
+                    "pass_ci": None if target is None else hi <= target,
+                    "final_state": st["final_state"].get(f"{mode}:{v}"),
+                })
+    return sorted(rows, key=lambda r: r["variant"] != "tfprune")
+
+
 def mask_rows(backends):
     rows = []
     for backend, res in backends.items():
@@ -219,6 +268,11 @@ def verdicts(result):
         if r["target"] is not None:
             out[f"{r['label']}: tfprune/plain <= {r['target']} (median paired wall ratio)"] = {
                 "value": r["wall"]["median_paired_ratio"], "pass": r["pass"]}
+    for r in result.get("steps", []):
+        if r["target"] is not None:
+            out[f"{r['label']}: tfprune/plain <= {r['target']} (per-step interleaved, "
+                f"median of {r['steps_per_block']}-step block ratios)"] = {
+                "value": r["median_block_ratio"], "ci95": r["ci95"], "pass": r["pass"]}
     for r in result.get("mask_update", []):
         if r.get("diagnostic"):
             continue
@@ -266,6 +320,34 @@ def overhead_table(result):
     return rows, header
 
 
+def step_table(result):
+    rows = []
+    for r in result["steps"]:
+        upd = r["update_step_ms_median"]
+        rows.append((r["label"] if r["variant"] == "tfprune" else LABELS[(r["backend"], "tf_keras")],
+                     f"{r['blocks']}x{r['steps_per_block']}/{r['due_steps']}",
+                     f"{r['plain_ms_per_step']:.2f}", f"{r['pruned_ms_per_step']:.2f}",
+                     f"{r['ratio_of_totals']:.3f}", f"{r['median_block_ratio']:.3f}",
+                     f"{r['ci95'][0]:.3f}-{r['ci95'][1]:.3f}",
+                     f"{r['block_q1']:.3f}-{r['block_q3']:.3f}",
+                     f"{r['other_steps_median_paired_ratio']:.3f}",
+                     "" if upd is None else f"{upd:.1f} / {r['plain_step_ms_median']:.1f}",
+                     "" if r["target"] is None else f"<= {r['target']}", _verdict(r["pass"])))
+    header = ("backend / mode", "blocks x steps/updates", "plain ms/step", "pruned ms/step",
+              "ratio of totals", "median block ratio", "95% CI (bootstrap)", "block IQR",
+              "other steps: median paired", "update step / plain step ms (median)",
+              "target", "verdict (median block ratio)")
+    return rows, header
+
+
+STEPS_TEXT = (
+    "Per-step interleaved (`--steps`): the plain and the pruned model of one mode train "
+    "alternately, one step each (order swapped every step), driven as `fit` drives them "
+    "(callbacks, Keras's train function, tfprune's lean dispatch); each step timed to its "
+    "completion. Blocks of {f} steps hold one mask update each (the real rate); ratio = "
+    "pruned/plain sum of a block's step times; the verdict is the median block ratio:")
+
+
 def mask_table(result):
     rows = []
     for r in result["mask_update"]:
@@ -306,6 +388,10 @@ def summarize(result):
                   for r in result["overhead"] if r["variant"] in ("tfprune", "tfmot")
                   and r["final_state"]]
         out.append("final kernel sparsity after the run: " + ", ".join(states))
+    if result.get("steps"):
+        out.append("")
+        out.append(STEPS_TEXT.format(f=result["steps"][0]["steps_per_block"]))
+        out.append(table(*step_table(result)))
     if result.get("mask_update"):
         out.append("")
         out.append("One mask update at 90% sparsity (median; tfmot = its own "
@@ -322,7 +408,8 @@ def summarize(result):
 
 def write_tables(result, path):
     """`overhead.md`: both tables in Markdown, the command, the load; and a CSV."""
-    rows, header = overhead_table(result)
+    rows, header = overhead_table(result) if result.get("overhead") else ([], ())
+    srows, sheader = step_table(result) if result.get("steps") else ([], ())
     mrows, mheader = mask_table(result) if result.get("mask_update") else ([], ())
     env = result["environment"]
     md = ["# overhead.py results", "",
@@ -333,15 +420,23 @@ def write_tables(result, path):
           f"{env['tfprune_source'].get('equals_repo_commit')}); "
           f"{env['cpu_count']} CPUs; `uptime` before: `{env['uptime_before']}`, after: "
           f"`{env['uptime_after']}`.", ""]
-    md += describe(result) + ["", markdown(rows, header), ""]
+    if rows:
+        md += describe(result) + ["", markdown(rows, header), ""]
+    if srows:
+        md += [STEPS_TEXT.format(f=result["steps"][0]["steps_per_block"]), "",
+               markdown(srows, sheader), ""]
     if mrows:
         md += ["One mask update at 90% sparsity (median ms; tfmot in the same process):", "",
                markdown(mrows, mheader), ""]
     path.with_suffix(".md").write_text("\n".join(md))
     buf = io.StringIO()
     w = csv.writer(buf)
-    w.writerow(["table", *header])
-    w.writerows([("overhead", *r) for r in rows])
+    if rows:
+        w.writerow(["table", *header])
+        w.writerows([("overhead", *r) for r in rows])
+    if srows:
+        w.writerow(["table", *sheader])
+        w.writerows([("steps", *r) for r in srows])
     if mrows:
         w.writerow(["table", *mheader])
         w.writerows([("mask_update", *r) for r in mrows])
@@ -388,7 +483,14 @@ def main(argv=None):
     p.add_argument("--modes", default=None,
                    help="comma-separated compile modes to time epochs in, among graph, xla, "
                         "tf_keras (tfmot), jit, eager (default: all of each backend's)")
-    p.add_argument("--skip-epochs", action="store_true", help="mask-update timing only")
+    p.add_argument("--steps", action="store_true",
+                   help="also time steps one by one, plain and pruned alternating "
+                        "(overhead_steps.py; per mode: a warm-up epoch, then --step-blocks "
+                        "blocks of --frequency steps; default off)")
+    p.add_argument("--step-blocks", type=int, default=30,
+                   help="timed blocks per mode with --steps, each holding one mask update "
+                        "(default 30)")
+    p.add_argument("--skip-epochs", action="store_true", help="no epoch timing")
     p.add_argument("--skip-masks", action="store_true", help="epoch timing only")
     p.add_argument("--seed", type=int, default=0, help="initial weights' seed (default 0)")
     p.add_argument("--quick", action="store_true",
@@ -418,6 +520,7 @@ def main(argv=None):
         args.samples, args.repeats, args.frequency = 2560, 2, 10
         args.torch_samples, args.torch_repeats = 2560, 2
         args.mask_repeats, args.big_repeats, args.big_shape = 5, 2, "4096x4096"
+        args.step_blocks = 2
     output = args.output or (None if args.quick else str(RESULTS / "overhead.json"))
     big = [int(s) for s in args.big_shape.lower().split("x")]
     t0 = time.perf_counter()
@@ -439,7 +542,8 @@ def main(argv=None):
             "repeats_for": {"torch": args.torch_repeats},
             "frequency": args.frequency, "final_sparsity": FINAL_SPARSITY,
             "breakdown": args.breakdown, "modes": args.modes, "skip_epochs": args.skip_epochs,
-            "masksonly": args.masksonly,
+            "masksonly": args.masksonly, "steps": args.steps,
+            "step_blocks": args.step_blocks,
             "skip_masks": args.skip_masks, "mask_repeats": args.mask_repeats,
             "big_repeats": args.big_repeats, "big_shape": big, "seed": args.seed,
             "weights": str(weights),
@@ -451,6 +555,7 @@ def main(argv=None):
         loadavg_after=os.getloadavg(),
         versions={b: r["environment"] for b, r in result["backends"].items()})
     result["overhead"] = overhead_rows(result["backends"])
+    result["steps"] = step_rows(result["backends"])
     result["mask_update"] = mask_rows(result["backends"])
     result["targets"] = verdicts(result)
     result["total_s"] = time.perf_counter() - t0

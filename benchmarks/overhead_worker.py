@@ -338,15 +338,23 @@ def final_state(run):
     return out
 
 
-def bench_epochs(backend, cfg):
+def inputs(backend, cfg):
+    """`(x, y, initial weights, fit's (x, y, kwargs))`: whole batches only (as
+    `tf.data` drops the rest)."""
     samples = cfg.get("samples_for", {}).get(backend, cfg["samples"])
-    repeats = cfg.get("repeats_for", {}).get(backend, cfg["repeats"])
     x, y = load_data(cfg, samples)
     weights = [w.astype("float32") for w in np.load(cfg["weights"]).values()]
     batch = cfg["batch_size"]
     steps = len(x) // batch
-    x, y = x[: steps * batch], y[: steps * batch]  # whole batches only, as tf.data drops
-    data = input_pipeline(backend, x, y, batch)
+    x, y = x[: steps * batch], y[: steps * batch]
+    return x, y, weights, input_pipeline(backend, x, y, batch)
+
+
+def bench_epochs(backend, cfg):
+    repeats = cfg.get("repeats_for", {}).get(backend, cfg["repeats"])
+    x, y, weights, data = inputs(backend, cfg)
+    batch = cfg["batch_size"]
+    steps = len(x) // batch
     frequency = cfg["frequency"]
     total_steps = steps * (1 + repeats)
     end_step = max(frequency, (total_steps // frequency) * frequency)
@@ -611,6 +619,12 @@ def main(argv=None):
         epochs = bench_epochs(backend, cfg)
         if epochs is not None:
             result["epochs"] = epochs
+    if cfg.get("steps"):
+        import overhead_steps
+
+        x, y, weights, data = inputs(backend, cfg)
+        result["steps"] = overhead_steps.bench_steps(
+            backend, cfg, make_runs, final_state, weights, x, y, data[0], data)
     if not cfg["skip_masks"]:
         log(f"[{backend}] mask update timing ({', '.join(MODES[backend])} vs tfmot):")
         result["mask_update"] = [

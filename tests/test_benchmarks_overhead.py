@@ -8,6 +8,7 @@ import pathlib
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -68,6 +69,103 @@ def test_mask_rows_judge_speedup_and_skip_diagnostic_patches(overhead):
     rows = overhead.mask_rows({"torch": {"mask_update": [m]}})
     assert [(r["mode"], r["pass"]) for r in rows] == [("eager", False), ("eager+bincount", None)]
     assert len(overhead.verdicts({"overhead": [], "mask_update": rows})) == 1
+
+
+def _steps_result(plain_blocks, pruned_blocks, mode="graph", variant="tfprune"):
+    def summary(blocks, paired=None):
+        out = {"block_s": blocks, "total_s": sum(blocks), "steps": 10 * len(blocks),
+               "median_step_s": blocks[0] / 10, "due_steps": len(blocks),
+               "update_step_s": [0.5] * len(blocks), "other_step_s_median": 0.1}
+        if paired is not None:
+            out["other_steps_median_paired_ratio"] = paired
+        return out
+
+    return {"steps": {
+        "frequency": 10, "blocks": len(plain_blocks), "modes": [mode],
+        "variants": {mode: ["plain", variant]},
+        "results": {mode: {"plain": summary(plain_blocks),
+                           variant: summary(pruned_blocks, 1.01)}},
+        "final_state": {f"{mode}:{variant}": {"kernel_sparsity": 0.9}},
+    }}
+
+
+def test_step_verdict_is_the_median_block_ratio_with_a_bootstrap_interval(overhead):
+    plain = [1.0, 2.0, 3.0, 1.0, 1.0]
+    pruned = [1.01, 2.2, 3.03, 1.02, 1.03]  # block ratios 1.01 1.10 1.01 1.02 1.03
+    (row,) = overhead.step_rows({"jax": _steps_result(plain, pruned, mode="jit")})
+    assert row["median_block_ratio"] == pytest.approx(1.02)
+    assert row["ratio_of_totals"] == pytest.approx(sum(pruned) / sum(plain))
+    lo, hi = row["ci95"]
+    assert 1.01 <= lo <= 1.02 <= hi <= 1.10
+    assert row["target"] == 1.05 and row["pass"] is True
+    (verdict,) = overhead.verdicts({"steps": [row]}).values()
+    assert verdict["value"] == pytest.approx(1.02) and verdict["pass"] is True
+    rows, header = overhead.step_table({"steps": [row]})
+    assert len(rows[0]) == len(header) and rows[0][-1] == "PASS"
+
+
+def test_step_rows_hold_xla_to_its_stricter_target_and_tfmot_to_none(overhead):
+    (xla,) = overhead.step_rows({"tensorflow": _steps_result([1.0] * 3, [1.03] * 3, "xla")})
+    assert xla["target"] == 1.02 and xla["pass"] is False
+    (ref,) = overhead.step_rows({"tensorflow": _steps_result(
+        [1.0] * 3, [2.0] * 3, "tf_keras", "tfmot")})
+    assert ref["target"] is None and ref["pass"] is None
+
+
+def test_stepper_drives_plain_and_pruned_alternately_with_one_update_per_block():
+    """`overhead_steps.interleave` on a tiny model: every block of `frequency` steps
+    holds exactly one update of the pruned model, marked where it ran, and the
+    model ends as `fit` would leave it (its step count checked by the callback)."""
+    import keras
+    from keras import ops
+
+    import tfprune
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import overhead_steps
+
+    class Run:  # what overhead_steps reads of overhead_worker.Run
+        keras2 = False
+
+        def __init__(self, variant, model, callbacks):
+            self.variant, self.model, self.callbacks = variant, model, callbacks
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((24, 6)).astype("float32")
+    y = rng.integers(0, 3, 24).astype("int32")
+
+    def model(pruned):
+        keras.utils.set_random_seed(1)
+        m = keras.Sequential([keras.Input((6,)), keras.layers.Dense(8, activation="relu"),
+                              keras.layers.Dense(3)])
+        if pruned:
+            m = tfprune.prune_low_magnitude(m, tfprune.PolynomialDecay(
+                0.0, 0.75, begin_step=0, end_step=18, frequency=3))
+        m.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        return m
+
+    plain = Run("plain", model(False), [])
+    pruned = Run("tfprune", model(True), [tfprune.callbacks.UpdatePruningStep()])
+    for r in (plain, pruned):  # 3 steps of fit, as the benchmark's warm-up epoch
+        r.model.fit(x, y, batch_size=8, epochs=1, verbose=0, shuffle=False,
+                    callbacks=r.callbacks)
+    import tensorflow as tf
+
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(8)
+    data = overhead_steps.step_data(keras.backend.backend(), x, y, 8, ds)
+    steppers = [overhead_steps.Stepper(r, keras.backend.backend(), data)
+                for r in (plain, pruned)]
+    overhead_steps.interleave(steppers, blocks=3, frequency=3, tag="[test]")
+    # steps 4-6 warm up; timed steps 7..15: updates at 9, 12, 15
+    assert [len(s.times) for s in steppers] == [9, 9]
+    assert steppers[0].due == [] and steppers[1].due == [2, 5, 8]
+    w = tfprune.collect_prunable_layers(pruned.model)[0]
+    assert int(ops.convert_to_numpy(w.pruning_step)) == 15
+    assert int(ops.convert_to_numpy(w.last_update_step)) == 15
+    summary = overhead_steps.summary(steppers[1], steppers[0], 3)
+    assert summary["block_s"] == pytest.approx(
+        [sum(steppers[1].times[i:i + 3]) for i in (0, 3, 6)])
+    assert summary["due_steps"] == 3 and len(summary["update_step_s"]) == 3
 
 
 def _run(*args):
