@@ -60,7 +60,8 @@ interleaved measurements, and collects their JSON into one table:
    exactly one mask update. A burst of load from elsewhere now hits both models of a
    pair; the verdict is the median of the per-block ratios pruned/plain, with a
    bootstrap 95% interval, beside the ratio of the totals, the median paired ratio
-   of the steps that update no mask and the median time of an update step.
+   of the steps that update no mask and the median time of an update step. With
+   `--breakdown` the diagnostic variants of item 1 are timed step by step too.
 
 Run:  TFPRUNE_DATA_DIR=/work/shared/data .venv/bin/python benchmarks/overhead.py
       (--quick for a smoke run; --backends tensorflow for one backend; see --help)
@@ -225,7 +226,8 @@ def step_rows(backends):
                 upd = r["update_step_s"]
                 rows.append({
                     "backend": backend, "mode": mode, "variant": v,
-                    "label": LABELS[(backend, mode)], "blocks": len(paired),
+                    "label": LABELS[(backend, mode)] if v in ("tfprune", "tfmot") else
+                    f"{LABELS[(backend, mode)]}: {v} (diagnostic)", "blocks": len(paired),
                     "steps_per_block": st["frequency"], "due_steps": r["due_steps"],
                     "plain_ms_per_step": 1000 * plain["total_s"] / plain["steps"],
                     "pruned_ms_per_step": 1000 * r["total_s"] / r["steps"],
@@ -324,7 +326,7 @@ def step_table(result):
     rows = []
     for r in result["steps"]:
         upd = r["update_step_ms_median"]
-        rows.append((r["label"] if r["variant"] == "tfprune" else LABELS[(r["backend"], "tf_keras")],
+        rows.append((r["label"],
                      f"{r['blocks']}x{r['steps_per_block']}/{r['due_steps']}",
                      f"{r['plain_ms_per_step']:.2f}", f"{r['pruned_ms_per_step']:.2f}",
                      f"{r['ratio_of_totals']:.3f}", f"{r['median_block_ratio']:.3f}",

@@ -197,7 +197,7 @@ def bench_steps(backend, cfg, make_runs, final_state, weights, x, y, tf_data, fi
            "warmup_fit_steps": warm_steps, "modes": [], "variants": {}, "results": {},
            "final_state": {}}
     for group in make_runs(backend, weights, end_step, frequency, cfg["final_sparsity"],
-                           False, cfg.get("modes")):
+                           cfg.get("breakdown", False), cfg.get("modes")):
         mode = group[0].mode
         tag = f"[{backend}] steps {mode}:"
         t0 = time.perf_counter()

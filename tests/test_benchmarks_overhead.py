@@ -104,12 +104,19 @@ def test_step_verdict_is_the_median_block_ratio_with_a_bootstrap_interval(overhe
     assert len(rows[0]) == len(header) and rows[0][-1] == "PASS"
 
 
-def test_step_rows_hold_xla_to_its_stricter_target_and_tfmot_to_none(overhead):
+def test_step_rows_hold_xla_to_its_stricter_target_and_others_to_none(overhead):
     (xla,) = overhead.step_rows({"tensorflow": _steps_result([1.0] * 3, [1.03] * 3, "xla")})
     assert xla["target"] == 1.02 and xla["pass"] is False
+    assert xla["label"] == "TF + XLA (jit_compile=True)"
     (ref,) = overhead.step_rows({"tensorflow": _steps_result(
         [1.0] * 3, [2.0] * 3, "tf_keras", "tfmot")})
     assert ref["target"] is None and ref["pass"] is None
+    assert ref["label"] == "tfmot on tf_keras, graph (reference)"
+    (diag,) = overhead.step_rows({"tensorflow": _steps_result(
+        [1.0] * 3, [1.1] * 3, "graph", "countonly")})  # a --breakdown variant
+    assert diag["target"] is None and diag["label"] == "TF graph: countonly (diagnostic)"
+    rows, _ = overhead.step_table({"steps": [diag]})
+    assert rows[0][0] == "TF graph: countonly (diagnostic)"
 
 
 def test_stepper_drives_plain_and_pruned_alternately_with_one_update_per_block():
