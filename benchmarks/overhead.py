@@ -112,6 +112,13 @@ def log(msg):
     print(msg, flush=True)
 
 
+def _label(backend, mode, variant):
+    """A table row's name: the mode's, with a diagnostic variant's name after it."""
+    if variant in ("tfprune", "tfmot"):
+        return LABELS[(backend, mode)]
+    return f"{LABELS[(backend, mode)]}: {variant} (diagnostic)"
+
+
 def initial_weights(seed):
     """Glorot-uniform kernels of the seed MLP (NumPy, so every backend gets the same)."""
     rng = np.random.default_rng(seed)
@@ -184,14 +191,12 @@ def overhead_rows(backends):
                 pruned, plain = f"{mode}:{v}", f"{mode}:plain"
                 wall = _pair(e["epoch_s"], pruned, plain)
                 cpu = _pair(e["epoch_cpu_s"], pruned, plain)
-                main = v in ("tfprune", "tfmot")
                 target = TARGETS.get(mode) if v == "tfprune" else None
                 rows.append({
                     "backend": backend, "mode": mode, "variant": v,
                     "samples": e["samples"], "steps_per_epoch": steps,
                     "mask_updates_per_epoch": e["mask_updates_per_epoch"],
-                    "label": LABELS[(backend, mode)] if main else
-                    f"{LABELS[(backend, mode)]}: {v} (diagnostic)",
+                    "label": _label(backend, mode, v),
                     "plain_ms_per_epoch": 1000 * statistics.median(e["epoch_s"][plain]),
                     "pruned_ms_per_epoch": 1000 * statistics.median(e["epoch_s"][pruned]),
                     "plain_ms_per_step": 1000 * statistics.median(e["epoch_s"][plain]) / steps,
@@ -226,8 +231,7 @@ def step_rows(backends):
                 upd = r["update_step_s"]
                 rows.append({
                     "backend": backend, "mode": mode, "variant": v,
-                    "label": LABELS[(backend, mode)] if v in ("tfprune", "tfmot") else
-                    f"{LABELS[(backend, mode)]}: {v} (diagnostic)", "blocks": len(paired),
+                    "label": _label(backend, mode, v), "blocks": len(paired),
                     "steps_per_block": st["frequency"], "due_steps": r["due_steps"],
                     "plain_ms_per_step": 1000 * plain["total_s"] / plain["steps"],
                     "pruned_ms_per_step": 1000 * r["total_s"] / r["steps"],

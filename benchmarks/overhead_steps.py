@@ -183,16 +183,18 @@ def summary(stepper, plain, frequency):
     return out
 
 
-def bench_steps(backend, cfg, make_runs, final_state, weights, x, y, tf_data, fit_data):
+def bench_steps(backend, cfg, make_runs, final_state, x, y, weights, fit_data):
     """`{mode: {variant: summary}}` and the set-up, for `overhead_worker.py`
-    (which passes its `make_runs` and `final_state`)."""
+    (which passes its `make_runs`, `final_state` and what its `inputs` returns:
+    `fit_data` is `fit`'s `(x, y, kwargs)`, a `tf.data` pipeline first on
+    TensorFlow)."""
     frequency = cfg["frequency"]
     blocks = cfg["step_blocks"]
     batch = cfg["batch_size"]
     warm_steps = len(x) // batch
     total = warm_steps + frequency * (blocks + 1)
     end_step = -(-total // frequency) * frequency
-    data = step_data(backend, x, y, batch, tf_data)
+    data = step_data(backend, x, y, batch, fit_data[0])
     out = {"frequency": frequency, "blocks": blocks, "end_step": end_step,
            "warmup_fit_steps": warm_steps, "modes": [], "variants": {}, "results": {},
            "final_state": {}}

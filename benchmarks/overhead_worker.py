@@ -350,9 +350,10 @@ def inputs(backend, cfg):
     return x, y, weights, input_pipeline(backend, x, y, batch)
 
 
-def bench_epochs(backend, cfg):
+def bench_epochs(backend, cfg, loaded):
+    """`loaded`: what `inputs` returns (shared with the per-step timing)."""
     repeats = cfg.get("repeats_for", {}).get(backend, cfg["repeats"])
-    x, y, weights, data = inputs(backend, cfg)
+    x, y, weights, data = loaded
     batch = cfg["batch_size"]
     steps = len(x) // batch
     frequency = cfg["frequency"]
@@ -615,16 +616,17 @@ def main(argv=None):
     keras.utils.set_random_seed(cfg["seed"])
     result = {"environment": environment(backend), "loadavg_before": os.getloadavg()}
     t0 = time.perf_counter()
+    if not cfg["skip_epochs"] or cfg.get("steps"):
+        loaded = inputs(backend, cfg)  # the same data and initial weights for both
     if not cfg["skip_epochs"]:
-        epochs = bench_epochs(backend, cfg)
+        epochs = bench_epochs(backend, cfg, loaded)
         if epochs is not None:
             result["epochs"] = epochs
     if cfg.get("steps"):
         import overhead_steps
 
-        x, y, weights, data = inputs(backend, cfg)
         result["steps"] = overhead_steps.bench_steps(
-            backend, cfg, make_runs, final_state, weights, x, y, data[0], data)
+            backend, cfg, make_runs, final_state, *loaded)
     if not cfg["skip_masks"]:
         log(f"[{backend}] mask update timing ({', '.join(MODES[backend])} vs tfmot):")
         result["mask_update"] = [
