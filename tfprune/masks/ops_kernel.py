@@ -299,9 +299,11 @@ def where_kept(keep, x, in_place=False, untracked=False):
     `untracked`: no gradient flows through the result (a pruned kernel's
     constraint, after the optimizer's update). TensorFlow then also selects by bit
     patterns, `bitcast(bitcast(x, int) * cast(keep, int), float)`, when `keep` has
-    `x`'s static shape: its `SelectV2` broadcasting the scalar 0 is slower (the seed
-    MLP's five kernels: 1.05-1.14 ms against 0.83 ms a step in a graph, measured
-    after a write of every kernel). The bits, and so the values, are `where`'s."""
+    `x`'s static shape, instead of `SelectV2` broadcasting the scalar 0: the seed
+    MLP's five kernels took 0.83 ms against 1.05-1.14 a step in a graph (after a
+    write of every kernel) in one machine state, and the same as `where` within
+    noise in another (benchmarks/README.md). The bits, and so the values, are
+    `where`'s."""
     value = ops.convert_to_tensor(x)
     bits = _torch_bits(value)
     if bits is not None:
